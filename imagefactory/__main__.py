@@ -1,0 +1,5 @@
+import sys
+
+from imagefactory.cli import main
+
+sys.exit(main())
