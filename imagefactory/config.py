@@ -1,0 +1,230 @@
+"""The factory's configuration: config/config.yaml, checked against its JSON Schema, as dataclasses.
+
+Every error names the file, the field and the line; nothing is built from an unchecked config.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from imagefactory.errors import InvalidInput
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+MAX_CONFIG_BYTES = 1 << 20
+LOCK_FILE_NAME = "sources.lock.json"
+LAYOUT_PREFIX = "oci-layout:"
+
+
+@dataclass(frozen=True)
+class Components:
+    imager: str = "siderolabs/imager"
+    installer_base: str = "siderolabs/installer-base"
+    installer: str = "siderolabs/installer"
+    extensions: str = "siderolabs/extensions"
+    overlays: str = "siderolabs/overlays"
+
+
+@dataclass(frozen=True)
+class KeylessIdentity:
+    issuer: str
+    issuer_regexp: str
+    subject_regexp: str
+    root_certificate: Path
+    log_public_key: Path | None
+
+
+@dataclass(frozen=True)
+class Verification:
+    public_key: Path | None = None
+    keyless: KeylessIdentity | None = None
+    disabled: bool = False
+
+    def describe(self) -> str:
+        if self.public_key is not None:
+            return f"public key {self.public_key}"
+        if self.keyless is not None:
+            return f"keyless identity {self.keyless.subject_regexp} from {self.keyless.issuer}"
+        return "disabled"
+
+
+@dataclass(frozen=True)
+class Sources:
+    registry: str
+    namespace: str
+    insecure: bool
+    username: str | None
+    password_env: str | None
+    components: Components
+    verify: Verification
+
+    @property
+    def layout_path(self) -> Path | None:
+        """The OCI layout directory when the source is one, else None (a registry)."""
+        if self.registry.startswith(LAYOUT_PREFIX):
+            return Path(self.registry[len(LAYOUT_PREFIX) :])
+        return None
+
+    def repository(self, name: str) -> str:
+        """Where upstream's `siderolabs/...` repository lives in this source."""
+        return f"{self.namespace.strip('/')}/{name}" if self.namespace.strip("/") else name
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+@dataclass(frozen=True)
+class VersionSelection:
+    listed: tuple[str, ...] = ()
+    minimum: str | None = None
+    broken: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    sources: Sources
+    versions: VersionSelection
+    schematics: Path
+    public: Path
+    store: Path
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.parent / LOCK_FILE_NAME
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(SCHEMA_PATH.read_text())
+    return loaded
+
+
+YamlPath = tuple[str | int, ...]
+
+
+def _to_python(node: yaml.Node, marks: dict[YamlPath, int], path: YamlPath) -> Any:
+    """Turn a composed YAML node into plain data, remembering the line of every path."""
+    marks.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            marks[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = _to_python(value_node, marks, (*path, key))
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, marks, (*path, i)) for i, item in enumerate(node.value)]
+    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+
+
+def _load_with_lines(path: Path) -> tuple[Any, dict[YamlPath, int]]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read config: {exc.strerror}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise InvalidInput(f"{path}: config is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        node = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: not valid YAML: {exc}") from exc
+    if node is None:
+        raise InvalidInput(f"{path}: config is empty")
+    marks: dict[YamlPath, int] = {}
+    return _to_python(node, marks, ()), marks
+
+
+def _line_of(marks: Mapping[YamlPath, int], path: YamlPath) -> int:
+    while path not in marks and path:
+        path = path[:-1]
+    return marks.get(path, 1)
+
+
+def validate(raw: Any, marks: Mapping[YamlPath, int], source: Path) -> None:
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        error = errors[0]
+        where: YamlPath = tuple(error.absolute_path)
+        message = error.message
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            where = (*where, sorted(set(error.instance) - set(known))[0])
+            message = "unknown field"
+        field = ".".join(str(p) for p in where) or "(top level)"
+        raise InvalidInput(f"{source}: line {_line_of(marks, where)}: {field}: {message}")
+
+
+def _path(base: Path, value: str) -> Path:
+    candidate = Path(os.path.expanduser(value))
+    return candidate if candidate.is_absolute() else (base / candidate).resolve()
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, validate and resolve a config file; relative paths are relative to its directory."""
+    path = Path(path).resolve()
+    raw, marks = _load_with_lines(path)
+    validate(raw, marks, path)
+    base = path.parent
+    src = raw["sources"]
+    registry = src["registry"]
+    if registry.startswith(LAYOUT_PREFIX):
+        registry = LAYOUT_PREFIX + str(_path(base, registry[len(LAYOUT_PREFIX) :]))
+    verify_raw = src["verify"]
+    keyless_raw = verify_raw.get("keyless")
+    keyless = None
+    if keyless_raw is not None:
+        log_key = keyless_raw.get("logPublicKey")
+        keyless = KeylessIdentity(
+            issuer=keyless_raw.get("issuer", "https://accounts.google.com"),
+            issuer_regexp=keyless_raw.get("issuerRegExp", ""),
+            subject_regexp=keyless_raw.get(
+                "subjectRegExp",
+                r"(@siderolabs\.com$|^releasemgr-svc@talos-production\.iam\.gserviceaccount\.com$)",
+            ),
+            root_certificate=_path(base, keyless_raw["rootCertificate"]),
+            log_public_key=_path(base, log_key) if log_key else None,
+        )
+    public_key = verify_raw.get("publicKey")
+    verification = Verification(
+        public_key=_path(base, public_key) if public_key else None,
+        keyless=keyless,
+        disabled=bool(verify_raw.get("disabled", False)),
+    )
+    comp = src.get("components", {})
+    components = Components(
+        imager=comp.get("imager", Components.imager),
+        installer_base=comp.get("installerBase", Components.installer_base),
+        installer=comp.get("installer", Components.installer),
+        extensions=comp.get("extensions", Components.extensions),
+        overlays=comp.get("overlays", Components.overlays),
+    )
+    versions = raw["versions"]
+    return Config(
+        path=path,
+        sources=Sources(
+            registry=registry,
+            namespace=src.get("namespace", ""),
+            insecure=bool(src.get("insecure", False)),
+            username=src.get("username"),
+            password_env=src.get("passwordEnv"),
+            components=components,
+            verify=verification,
+        ),
+        versions=VersionSelection(
+            listed=tuple(versions.get("list", ())),
+            minimum=versions.get("minimum"),
+            broken=tuple(versions.get("broken", ())),
+        ),
+        schematics=_path(base, raw.get("schematics", "schematics")),
+        public=_path(base, raw.get("public", "public")),
+        store=_path(base, raw.get("store", "store")),
+    )
