@@ -1,0 +1,274 @@
+"""Upstream sources, pinned: versions from the imager's tags, catalogs, and the verified lock file.
+
+Nothing reaches the lock unless its cosign signature verified; `lock --check` compares it with the source.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagefactory.catalogs import (
+    ExtensionEntry,
+    OverlayEntry,
+    parse_extensions,
+    parse_overlays,
+)
+from imagefactory.config import Config
+from imagefactory.errors import BuildError, InvalidInput, NotFound
+from imagefactory.oci import open_target
+from imagefactory.oci.pull import pull_image
+from imagefactory.oci.target import Target
+from imagefactory.quirks import quirks_for
+from imagefactory.signing.policy import Verifier
+from imagefactory.versions import TalosVersion
+
+LOCK_FORMAT = 1
+CATALOG_ARCH = "amd64"
+# Upstream keeps pre-releases only of the newest minor, and only alpha/beta/rc with a number.
+PRERELEASE_KINDS = frozenset({"alpha", "beta", "rc"})
+
+
+def filter_versions(
+    tags: Iterable[str], minimum: TalosVersion | None, broken: Iterable[TalosVersion]
+) -> list[TalosVersion]:
+    """Upstream's rules for which imager tags are offered, oldest first."""
+    versions = []
+    for tag in tags:
+        try:
+            versions.append(TalosVersion.parse(tag))
+        except InvalidInput:
+            continue
+    if not versions:
+        return []
+    newest = max(versions)
+    broken_set = set(broken)
+
+    def offered(v: TalosVersion) -> bool:
+        if (minimum is not None and v < minimum) or v in broken_set:
+            return False
+        if not v.prerelease:
+            return True
+        return (
+            (v.major, v.minor) == (newest.major, newest.minor)
+            and len(v.prerelease) == 2
+            and v.prerelease[0] in PRERELEASE_KINDS
+            and v.prerelease[1].isdigit()
+        )
+
+    return sorted(set(filter(offered, versions)))
+
+
+@dataclass(frozen=True)
+class PinnedImage:
+    """One source image, pinned by digest, with how its signature was verified."""
+
+    repository: str  # where it is pulled from in this source (namespace included)
+    tag: str
+    digest: str
+    verified: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "repository": self.repository,
+            "tag": self.tag,
+            "digest": self.digest,
+            "verified": self.verified,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, str]) -> PinnedImage:
+        return cls(data["repository"], data["tag"], data["digest"], data["verified"])
+
+
+class SourceReader:
+    """Reads one configured source (registry or OCI layout), verifying every image it pins."""
+
+    def __init__(self, config: Config, *, target: Target | None = None) -> None:
+        self.config = config
+        src = config.sources
+        self.target = target or open_target(
+            src.registry,
+            insecure=src.insecure,
+            username=src.username,
+            password=src.password(),
+        )
+        self.verifier = Verifier.from_config(src.verify)
+
+    def _repo(self, name: str) -> str:
+        return self.config.sources.repository(name)
+
+    def available_versions(self) -> list[TalosVersion]:
+        sel = self.config.versions
+        minimum = TalosVersion.parse(sel.minimum) if sel.minimum else None
+        broken = [TalosVersion.parse(v) for v in sel.broken]
+        tags = self.target.list_tags(self._repo(self.config.sources.components.imager))
+        return filter_versions(tags, minimum, broken)
+
+    def selected_versions(self) -> list[TalosVersion]:
+        sel = self.config.versions
+        if not sel.listed:
+            return self.available_versions()
+        broken = {TalosVersion.parse(v) for v in sel.broken}
+        imager = self._repo(self.config.sources.components.imager)
+        tags = set(self.target.list_tags(imager))
+        chosen = []
+        for text in sel.listed:
+            version = TalosVersion.parse(text)
+            if version in broken:
+                raise InvalidInput(f"{self.config.path}: version {version.tag} is listed as broken")
+            if version.tag not in tags:
+                raise NotFound(f"version {version.tag} is not in {self.target.name}/{imager}")
+            chosen.append(version)
+        return sorted(chosen)
+
+    def pin(self, name: str, reference: str, *, tag: str = "") -> PinnedImage:
+        """Resolve upstream repository `name` at a tag (or digest) and verify its signature.
+
+        The signature must name `name` (e.g. siderolabs/imager) under any registry, so mirrors that
+        copied upstream's signatures verify, and one component's signature never vouches for another.
+        """
+        repository = self._repo(name)
+        descriptor = self.target.resolve(repository, reference)
+        verified = self.verifier.verify(self.target, repository, descriptor.digest, f"*/{name}")
+        how = f"{verified.mode.value} {verified.signer}".strip()
+        return PinnedImage(repository, tag or reference, descriptor.digest, how)
+
+    def read_files(self, pinned: PinnedImage, names: Sequence[str]) -> dict[str, bytes]:
+        """Regular files from an image's layers (later layers win), without unpacking it."""
+        image = pull_image(self.target, pinned.repository, pinned.digest, CATALOG_ARCH)
+        wanted = set(names)
+        found: dict[str, bytes] = {}
+        for layer in image.layers:
+            with (
+                self.target.open_blob(pinned.repository, layer.digest) as blob,
+                tarfile.open(fileobj=blob, mode="r|*") as archive,
+            ):
+                for member in archive:
+                    name = member.name.removeprefix("./").lstrip("/")
+                    if name in wanted and member.isfile():
+                        extracted = archive.extractfile(member)
+                        if extracted is not None:
+                            found[name] = extracted.read()
+        return found
+
+    def extensions(self, catalog: PinnedImage) -> tuple[ExtensionEntry, ...]:
+        files = self.read_files(catalog, ["image-digests", "descriptions.yaml"])
+        if "image-digests" not in files:
+            raise BuildError(f"{catalog.repository}@{catalog.digest}: no image-digests file")
+        descriptions = files.get("descriptions.yaml")
+        return parse_extensions(
+            files["image-digests"].decode(), descriptions.decode() if descriptions else None
+        )
+
+    def overlays(self, catalog: PinnedImage) -> tuple[OverlayEntry, ...]:
+        files = self.read_files(catalog, ["overlays.yaml"])
+        if "overlays.yaml" not in files:
+            raise BuildError(f"{catalog.repository}@{catalog.digest}: no overlays.yaml file")
+        return parse_overlays(files["overlays.yaml"].decode())
+
+    def lock_version(self, version: TalosVersion) -> dict[str, Any]:
+        comps = self.config.sources.components
+        quirks = quirks_for(version)
+        tag = version.tag
+        installer_name = comps.installer_base if quirks.unified_installer else comps.installer
+        entry: dict[str, Any] = {
+            "imager": self.pin(comps.imager, tag).to_json(),
+            "installer": {
+                "component": installer_name,
+                **self.pin(installer_name, tag).to_json(),
+            },
+        }
+        catalog = self.pin(comps.extensions, tag)
+        entry["extensionsCatalog"] = catalog.to_json()
+        extensions = {}
+        for ext in self.extensions(catalog):
+            pinned = self.pin(ext.name, ext.image.digest, tag=ext.image.tag)
+            extensions[ext.name] = {
+                **pinned.to_json(),
+                "ref": ext.ref,
+                "author": ext.author,
+                "description": ext.description,
+            }
+        entry["extensions"] = dict(sorted(extensions.items()))
+        entry["overlaysCatalog"] = None
+        entry["overlays"] = {}
+        if quirks.overlays:
+            overlay_catalog = self.pin(comps.overlays, tag)
+            entry["overlaysCatalog"] = overlay_catalog.to_json()
+            for overlay in self.overlays(overlay_catalog):
+                image = overlay.image
+                pinned = self.pin(image.repository, image.digest, tag=image.tag)
+                entry["overlays"][overlay.name] = {
+                    **pinned.to_json(),
+                    "image": image.repository,
+                    "ref": overlay.ref,
+                }
+        return entry
+
+
+def make_lock(config: Config, reader: SourceReader | None = None) -> dict[str, Any]:
+    reader = reader or SourceReader(config)
+    src = config.sources
+    return {
+        "lockFormat": LOCK_FORMAT,
+        "source": {
+            "registry": src.registry,
+            "namespace": src.namespace,
+            "verification": src.verify.describe(),
+        },
+        "versions": {v.tag: reader.lock_version(v) for v in reader.selected_versions()},
+    }
+
+
+def lock_bytes(lock: Mapping[str, Any]) -> bytes:
+    return (json.dumps(lock, indent=2, sort_keys=True) + "\n").encode()
+
+
+def write_lock(config: Config, lock: Mapping[str, Any]) -> Path:
+    """Write the lock beside the config: a temporary name, then rename, so readers never see half."""
+    path = config.lock_path
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".sources.lock.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(lock_bytes(lock))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_lock(config: Config) -> dict[str, Any]:
+    path = config.lock_path
+    try:
+        lock: dict[str, Any] = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise InvalidInput(f"{path}: no lock file; run `imagefactory lock` first") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path}: not valid JSON: {exc}") from exc
+    if lock.get("lockFormat") != LOCK_FORMAT:
+        raise InvalidInput(f"{path}: unknown lock format {lock.get('lockFormat')!r}")
+    return lock
+
+
+def lock_differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable paths where two locks differ."""
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        where = f"{prefix}{key}"
+        if key not in old:
+            diffs.append(f"{where}: added")
+        elif key not in new:
+            diffs.append(f"{where}: removed")
+        elif isinstance(old[key], Mapping) and isinstance(new[key], Mapping):
+            diffs.extend(lock_differences(old[key], new[key], where + "."))
+        elif old[key] != new[key]:
+            diffs.append(f"{where}: {old[key]!r} -> {new[key]!r}")
+    return diffs
