@@ -1,0 +1,48 @@
+"""`imagefactory profile ASSET_PATH --version V`: resolve an asset path into its build profile.
+
+Prints the profile as JSON (sorted keys, indent 2); a bad path exits 2 with upstream's message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from imagefactory.commands import common_options
+from imagefactory.errors import InvalidInput
+from imagefactory.profile import resolve
+from imagefactory.schematic import Schematic, parse_schematic
+from imagefactory.versions import TalosVersion
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "profile",
+        parents=[common_options()],
+        help="resolve an asset path (e.g. metal-amd64.raw.zst) into its build profile",
+    )
+    parser.add_argument("asset_path", metavar="ASSET_PATH")
+    parser.add_argument("--version", required=True, help="Talos version, e.g. v1.11.0")
+    parser.add_argument("--schematic", metavar="FILE", help="apply this schematic's options")
+    parser.set_defaults(func=run)
+
+
+def load_schematic(path: str | None) -> Schematic | None:
+    """The schematic in FILE, or None when no file was given."""
+    if path is None:
+        return None
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read schematic {path}: {exc.strerror}") from exc
+    return parse_schematic(data, source=path)
+
+
+def run(args: argparse.Namespace) -> int:
+    profile = resolve(
+        args.asset_path, TalosVersion.parse(args.version), load_schematic(args.schematic)
+    )
+    print(json.dumps(profile.to_json(), sort_keys=True, indent=2))
+    return 0
