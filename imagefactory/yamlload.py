@@ -1,0 +1,481 @@
+"""Bounded YAML loading with Go yaml (v4, v3 defaults) decoding semantics for untrusted input.
+
+Composes the first document from libyaml events (size, depth and alias-expansion bounds), then
+constructs Go-like values (`any`, strings, bools, unsigned ints) collecting Go-worded errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from imagefactory import goresolve as gr
+from imagefactory.errors import InvalidInput
+
+_Parser: Any
+try:
+    from yaml._yaml import CParser as _Parser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    _Parser = None
+
+MAX_BYTES = 1 << 20
+# Go allows depth 10000, but Python recursion in the constructor does not; no schematic nests deeper.
+MAX_DEPTH = 200
+
+SCALAR, SEQUENCE, MAPPING, ALIAS = "scalar", "sequence", "mapping", "alias"
+
+
+class Node:
+    """A composed YAML node: what go-yaml's parser hands its constructor."""
+
+    __slots__ = ("alias", "anchor", "children", "kind", "line", "style", "tag", "value")
+
+    def __init__(self, kind: str, tag: str, value: str, style: str, line: int) -> None:
+        self.kind = kind
+        self.tag = tag  # explicit tag in short form ("!!int", "!foo"), "" when implicit or "!"
+        self.value = value  # scalar text, or the anchor name of an alias
+        self.style = style  # "" plain, or one of ' " | >
+        self.line = line
+        self.anchor = ""
+        self.children: list[Node] = []
+        self.alias: Node | None = None
+
+    def short_tag(self) -> str:
+        """Node.ShortTag(): the tag the constructor dispatches on."""
+        if self.kind == ALIAS:
+            return self.alias.short_tag() if self.alias is not None else ""
+        if self.kind == SCALAR:
+            if self.indicated_string():
+                return gr.STR
+            if self.tag == "":
+                return gr.resolved_tag(self.value)
+            return self.tag
+        if self.tag:
+            return self.tag
+        return gr.MAP if self.kind == MAPPING else gr.SEQ
+
+    def indicated_string(self) -> bool:
+        return self.tag == gr.STR or (self.tag == "" and self.style != "")
+
+
+def _fail(source: str, line: int, message: str) -> InvalidInput:
+    where = f"line {line}: " if line else ""
+    return InvalidInput(f"{source}: yaml: {where}{message}")
+
+
+def compose_first_document(data: bytes, source: str) -> Node:
+    """The root node of the first document; later documents are never read (as upstream)."""
+    if len(data) > MAX_BYTES:
+        raise InvalidInput(f"{source}: schematic is larger than {MAX_BYTES} bytes")
+    parser: Any = _Parser(data) if _Parser is not None else yaml.Loader(data)
+    try:
+        root = _compose(parser, source)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise _fail(source, line, str(exc.problem or exc.context)) from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{source}: yaml: {exc}") from None
+    finally:
+        parser.dispose()
+    if root is None:
+        raise InvalidInput(f"{source}: schematic is empty (no YAML document)")
+    return root
+
+
+def _compose(parser: Any, source: str) -> Node | None:
+    anchors: dict[str, Node] = {}
+    stack: list[Node] = []
+    get_event = parser.get_event
+    scalar_event, alias_event = yaml.ScalarEvent, yaml.AliasEvent
+    mapping_start, sequence_start = yaml.MappingStartEvent, yaml.SequenceStartEvent
+    mapping_end, sequence_end = yaml.MappingEndEvent, yaml.SequenceEndEvent
+    while True:
+        event = get_event()
+        kind = type(event)
+        if kind is scalar_event and event.tag is None and event.anchor is None:
+            # The common case, kept short: an untagged, unanchored scalar.
+            node = Node(SCALAR, "", event.value, event.style or "", event.start_mark.line + 1)
+            if not stack:
+                return node
+            stack[-1].children.append(node)
+            continue
+        if kind is mapping_end or kind is sequence_end:
+            done = stack.pop()
+            if not stack:
+                return done
+            continue
+        if kind is scalar_event or kind is alias_event:
+            node = _leaf(event, anchors, source)
+        elif kind is mapping_start or kind is sequence_start:
+            node = _collection(event, kind is mapping_start)
+            if len(stack) >= MAX_DEPTH:
+                raise _fail(source, node.line, f"nesting deeper than {MAX_DEPTH} levels")
+        elif kind is yaml.StreamEndEvent or event is None:
+            return None
+        else:
+            continue
+        if node.anchor:
+            # Go lets a later anchor of the same name replace an earlier one.
+            anchors[node.anchor] = node
+        if stack:
+            stack[-1].children.append(node)
+        elif node.kind in (SCALAR, ALIAS):
+            return node
+        if node.kind in (MAPPING, SEQUENCE):
+            stack.append(node)
+
+
+def _tag_of(event: Any) -> str:
+    tag = event.tag
+    return "" if tag is None or tag == "!" else gr.short_tag(tag)
+
+
+def _leaf(event: Any, anchors: dict[str, Node], source: str) -> Node:
+    line: int = event.start_mark.line + 1
+    if type(event) is yaml.AliasEvent:
+        name = str(event.anchor)
+        node = Node(ALIAS, "", name, "", line)
+        node.alias = anchors.get(name)
+        if node.alias is None:
+            raise _fail(source, line, f"unknown anchor '{name}' referenced")
+        return node
+    node = Node(SCALAR, _tag_of(event), event.value, event.style or "", line)
+    node.anchor = event.anchor or ""
+    return node
+
+
+def _collection(event: Any, mapping: bool) -> Node:
+    node = Node(MAPPING if mapping else SEQUENCE, _tag_of(event), "", "", event.start_mark.line + 1)
+    node.anchor = event.anchor or ""
+    return node
+
+
+@dataclass(frozen=True)
+class AnyKeyMap:
+    """Go map[interface{}]interface{}: a mapping whose keys are not all strings (e.g. `1: a`)."""
+
+    items: tuple[tuple[Any, Any], ...]
+
+
+class _Missing:
+    """Returned by a construct step that set nothing (Go's `good == false`)."""
+
+
+MISSING = _Missing()
+
+# Go aborts decoding when alias expansion dominates (constructor.go DefaultAliasCheck).
+_ALIAS_LOW, _ALIAS_HIGH = 400_000, 4_000_000
+
+
+def _allowed_alias_ratio(count: int) -> float:
+    if count <= _ALIAS_LOW:
+        return 0.99
+    if count >= _ALIAS_HIGH:
+        return 0.10
+    return 0.99 - 0.89 * (count - _ALIAS_LOW) / (_ALIAS_HIGH - _ALIAS_LOW)
+
+
+def _go_quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _key_identity(value: Any) -> tuple[str, Any]:
+    # Go map keys compare by dynamic type and value: 1, 1.0 and true are distinct keys.
+    return (type(value).__name__, value)
+
+
+class Constructor:
+    """Go constructor state: counts for the alias bound and the list of type errors."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.errors: list[str] = []
+        self.constructs = 0
+        self.alias_constructs = 0
+        self.alias_depth = 0
+        self.expanding: set[int] = set()
+        self.merged: set[Any] | None = None
+
+    def fail(self, node: Node, message: str) -> InvalidInput:
+        return _fail(self.source, node.line, message)
+
+    def error(self, node: Node, message: str) -> None:
+        self.errors.append(f"line {node.line}: {message}")
+
+    def type_error(self, node: Node, tag: str, type_name: str) -> None:
+        tag = node.tag or tag
+        text = ""
+        if tag not in (gr.SEQ, gr.MAP):
+            raw = node.value.encode("utf-8", "surrogateescape")
+            shown = raw if len(raw) <= 10 else raw[:7] + b"..."
+            text = f" `{shown.decode('utf-8', 'replace')}`"
+        self.error(node, f"cannot construct {tag}{text} into {type_name}")
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            joined = "; ".join(self.errors)
+            raise InvalidInput(f"{self.source}: yaml: unmarshal errors: {joined}")
+
+    def construct(self, node: Node, into: Callable[[Node], Any]) -> Any:
+        """Count one construct step, following an alias the way constructor.go alias() does."""
+        self.constructs += 1
+        if self.alias_depth > 0:
+            self.alias_constructs += 1
+            if (
+                self.alias_constructs > 100
+                and self.constructs > 1000
+                and self.alias_constructs / self.constructs > _allowed_alias_ratio(self.constructs)
+            ):
+                raise self.fail(node, "document contains excessive aliasing")
+        if node.kind != ALIAS:
+            return into(node)
+        if id(node) in self.expanding:
+            raise self.fail(node, f"anchor '{node.value}' value contains itself")
+        assert node.alias is not None
+        self.expanding.add(id(node))
+        self.alias_depth += 1
+        try:
+            return self.construct(node.alias, into)
+        finally:
+            self.alias_depth -= 1
+            self.expanding.discard(id(node))
+
+    def apply(self, node: Node, handler: Callable[[Constructor, Node], Any]) -> Any:
+        """construct() for a handler taking the constructor: no closure per node."""
+        if node.kind != ALIAS and self.alias_depth == 0:
+            self.constructs += 1
+            return handler(self, node)
+        return self.construct(node, lambda n: handler(self, n))
+
+    # ---- scalars -------------------------------------------------------------------------------
+
+    def scalar(self, node: Node) -> tuple[str, Any]:
+        """(tag, Go value) of a scalar node, decoding !!binary as Go does."""
+        if node.indicated_string():
+            return gr.STR, node.value
+        try:
+            tag, value = gr.resolve(node.tag, node.value)
+        except gr.ResolveError as exc:
+            raise _fail(self.source, 0, str(exc)) from None
+        if tag == gr.BINARY:
+            try:
+                raw = base64.b64decode(
+                    value.replace("\n", "").replace("\r", "").encode("ascii"), validate=True
+                )
+            except (binascii.Error, UnicodeEncodeError):
+                raise self.fail(node, "!!binary value contains invalid base64 data") from None
+            value = raw.decode("utf-8", "surrogateescape")
+        return tag, value
+
+    def to_string(self, node: Node) -> Any:
+        """Into a Go string field."""
+        if node.kind != SCALAR:
+            self.type_error(node, gr.MAP if node.kind == MAPPING else gr.SEQ, "string")
+            return MISSING
+        tag, value = self.scalar(node)
+        if value is None or tag == gr.MERGE:
+            return MISSING
+        if tag in (gr.BINARY, gr.STR):
+            return value
+        if tag in (gr.INT, gr.FLOAT, gr.BOOL):
+            return node.value
+        self.type_error(node, tag, "string")
+        return MISSING
+
+    def to_bool(self, node: Node) -> Any:
+        if node.kind != SCALAR:
+            self.type_error(node, gr.MAP if node.kind == MAPPING else gr.SEQ, "bool")
+            return MISSING
+        tag, value = self.scalar(node)
+        if value is None or tag == gr.MERGE:
+            return MISSING
+        if tag == gr.BOOL:
+            return value
+        if tag == gr.STR:
+            # YAML 1.1 spellings are accepted into a typed bool (constructStr).
+            if value in ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON"):
+                return True
+            if value in ("n", "N", "no", "No", "NO", "off", "Off", "OFF"):
+                return False
+        self.type_error(node, tag, "bool")
+        return MISSING
+
+    def to_uint(self, node: Node, maximum: int, type_name: str) -> Any:
+        if node.kind != SCALAR:
+            self.type_error(node, gr.MAP if node.kind == MAPPING else gr.SEQ, type_name)
+            return MISSING
+        tag, value = self.scalar(node)
+        if value is None or tag == gr.MERGE:
+            return MISSING
+        if tag == gr.INT and 0 <= value <= maximum:
+            return value
+        # v4 accepts a float only when the conversion is lossless (10.0 -> 10, 10.5 fails).
+        if (
+            tag == gr.FLOAT
+            and not math.isnan(value)
+            and 0 <= value <= maximum
+            and value.is_integer()
+        ):
+            return int(value)
+        self.type_error(node, tag, type_name)
+        return MISSING
+
+    # ---- any -----------------------------------------------------------------------------------
+
+    def to_any(self, node: Node) -> Any:
+        """Into a Go interface{}: None, bool, int, float, str, GoTime, tuple, dict, AnyKeyMap."""
+        if node.kind == SCALAR:
+            tag, value = self.scalar(node)
+            return MISSING if tag == gr.MERGE else value
+        if node.kind == SEQUENCE:
+            items = (self.construct(child, self.to_any) for child in node.children)
+            return tuple(item for item in items if item is not MISSING)
+        if not self.unique_keys(node):
+            return MISSING
+        if all(k.short_tag() in (gr.STR, gr.MERGE) for k in node.children[::2]):
+            return self.fill_string_map(node, "map[string]interface {}")
+        return self.any_key_map(node)
+
+    def string_map(self, node: Node, type_name: str) -> Any:
+        """Into a Go map[string]any (overlay options)."""
+        if node.kind == SCALAR:
+            tag, value = self.scalar(node)
+            if value is None:
+                return None
+            if tag != gr.MERGE:
+                self.type_error(node, tag, type_name)
+            return MISSING
+        if node.kind == SEQUENCE:
+            self.type_error(node, gr.SEQ, type_name)
+            return MISSING
+        if not self.unique_keys(node):
+            return MISSING
+        return self.fill_string_map(node, type_name)
+
+    def fill_string_map(self, node: Node, type_name: str) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        merged, self.merged = self.merged, None
+        merge_node = None
+        pairs = node.children
+        for i in range(0, len(pairs), 2):
+            key_node, value_node = pairs[i], pairs[i + 1]
+            if _is_merge(key_node):
+                merge_node = value_node
+                continue
+            key = self.construct(key_node, self.to_string)
+            if key is MISSING:
+                continue
+            if merged is not None:
+                if ("str", key) in merged:
+                    continue
+                merged.add(("str", key))
+            value = self.construct(value_node, self.to_any)
+            if value is not MISSING:
+                result[key] = value
+        self.merged = merged
+        if merge_node is not None:
+            self.merge(
+                node,
+                merge_node,
+                lambda n: _merge_dict(
+                    result, self.construct(n, lambda m: self.string_map(m, type_name))
+                ),
+            )
+        return result
+
+    def any_key_map(self, node: Node) -> AnyKeyMap:
+        entries: dict[tuple[str, Any], tuple[Any, Any]] = {}
+        merged, self.merged = self.merged, None
+        merge_node = None
+        pairs = node.children
+        for i in range(0, len(pairs), 2):
+            key_node, value_node = pairs[i], pairs[i + 1]
+            if _is_merge(key_node):
+                merge_node = value_node
+                continue
+            key = self.construct(key_node, self.to_any)
+            if key is MISSING:
+                continue
+            if isinstance(key, (tuple, dict, AnyKeyMap)):
+                raise self.fail(key_node, "cannot use a mapping or sequence as a map key")
+            identity = _key_identity(key)
+            if merged is not None:
+                if identity in merged:
+                    continue
+                merged.add(identity)
+            value = self.construct(value_node, self.to_any)
+            if value is not MISSING:
+                entries[identity] = (key, value)
+        self.merged = merged
+        if merge_node is not None:
+
+            def merge_into(n: Node) -> None:
+                extra = self.construct(n, self.to_any)
+                if isinstance(extra, AnyKeyMap):
+                    for k, v in extra.items:
+                        entries.setdefault(_key_identity(k), (k, v))
+                elif isinstance(extra, dict):
+                    for k, v in extra.items():
+                        entries.setdefault(_key_identity(k), (k, v))
+
+            self.merge(node, merge_node, merge_into)
+        return AnyKeyMap(tuple(entries.values()))
+
+    # ---- mappings --------------------------------------------------------------------------------
+
+    def unique_keys(self, node: Node) -> bool:
+        """constructor.go mapping(): every pair of keys with equal kind and text is an error."""
+        keys = node.children[::2]
+        if len({(key.kind, key.value) for key in keys}) == len(keys):
+            return True
+        first: dict[tuple[str, str], list[Node]] = {}
+        clashes: list[tuple[int, int, Node, Node]] = []
+        for index, key in enumerate(keys):
+            seen = first.setdefault((key.kind, key.value), [])
+            clashes.extend((keys.index(prior), index, prior, key) for prior in seen)
+            seen.append(key)
+        for _, _, prior, key in sorted(clashes, key=lambda c: (c[0], c[1])):
+            self.error(
+                key, f"mapping key {_go_quote(key.value)} already defined at line {prior.line}"
+            )
+        return not clashes
+
+    def merge(self, parent: Node, merge_node: Node, apply: Callable[[Node], None]) -> None:
+        """constructor.go merge(): parent keys win over merged ones."""
+        outer = self.merged
+        if outer is None:
+            self.merged = set()
+            for key_node in parent.children[::2]:
+                key = self.construct(key_node, self.to_any)
+                if key is not MISSING and not isinstance(key, (tuple, dict, AnyKeyMap)):
+                    self.merged.add(_key_identity(key))
+        target = merge_node.alias if merge_node.kind == ALIAS else merge_node
+        if target is not None and target.kind == MAPPING:
+            apply(merge_node)
+        elif merge_node.kind == SEQUENCE:
+            for item in merge_node.children:
+                resolved = item.alias if item.kind == ALIAS else item
+                if resolved is None or resolved.kind != MAPPING:
+                    raise self.fail(item, "map merge requires map or sequence of maps as the value")
+                apply(item)
+        else:
+            raise self.fail(merge_node, "map merge requires map or sequence of maps as the value")
+        self.merged = outer
+
+
+def _is_merge(node: Node) -> bool:
+    return node.kind == SCALAR and node.short_tag() == gr.MERGE
+
+
+def _merge_dict(into: dict[str, Any], extra: Any) -> None:
+    if isinstance(extra, dict):
+        for key, value in extra.items():
+            into.setdefault(key, value)

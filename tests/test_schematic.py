@@ -1,0 +1,430 @@
+"""Schematic parsing, canonical bytes and IDs against upstream's vectors and Go yaml rules."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from imagefactory import cli
+from imagefactory.errors import InvalidInput
+from imagefactory.schematic import (
+    Bootloader,
+    Customization,
+    DiskImage,
+    MetaValue,
+    Overlay,
+    Schematic,
+    SecureBoot,
+    parse_schematic,
+    schematic_id,
+)
+from imagefactory.yamlload import MAX_BYTES, Constructor, compose_first_document
+
+DATA = Path(__file__).parent / "data" / "schematics"
+VANILLA = "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba"
+
+# Reference §1.3 (upstream pkg/schematic/schematic_test.go TestID / TestUnmarshalID).
+VECTORS = [
+    (b"{}", b"customization: {}\n", VANILLA),
+    (b"customization: {}\n", b"customization: {}\n", VANILLA),
+    (b'customization: {"extraKernelArgs": []}', b"customization: {}\n", VANILLA),
+    (
+        b'{"customization": {"extraKernelArgs": ["noapic", "nolapic"]}}',
+        b"customization:\n    extraKernelArgs:\n        - noapic\n        - nolapic\n",
+        "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c",
+    ),
+    (
+        b'{"customization": {"extraKernelArgs": ["noapic", "nolapic"], "systemExtensions": {}}}',
+        b"customization:\n    extraKernelArgs:\n        - noapic\n        - nolapic\n",
+        "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c",
+    ),
+    (
+        b'{"customization": {"meta": [{"key": 10, "value": "foo"}], "extraKernelArgs": [],'
+        b' "systemExtensions": {}}}',
+        b"customization:\n    meta:\n        - key: 10\n          value: foo\n",
+        "d308a2a5ee2277bed5fbaa104fcbc8d59122abfa737df987a95b4ca763459a7f",
+    ),
+    (
+        b'{"overlay": {"name": "rpi_generic", "image": "siderolabs/sbc-raspberrypi"}}',
+        b"overlay:\n    image: siderolabs/sbc-raspberrypi\n    name: rpi_generic\n"
+        b"customization: {}\n",
+        "ee21ef4a5ef808a9b7484cc0dda0f25075021691c8c09a276591eedb638ea1f9",
+    ),
+    (
+        b'{"overlay": {"name": "rpi_generic", "image": "siderolabs/sbc-raspberrypi"},'
+        b' "customization": {}}',
+        b"overlay:\n    image: siderolabs/sbc-raspberrypi\n    name: rpi_generic\n"
+        b"customization: {}\n",
+        "ee21ef4a5ef808a9b7484cc0dda0f25075021691c8c09a276591eedb638ea1f9",
+    ),
+    (
+        b'{"customization":{"secureboot": {"includeWellKnownCertificates": true}}}',
+        b"customization:\n    secureboot:\n        includeWellKnownCertificates: true\n",
+        "fa8e05f142a851d3ee568eb0a8e5841eaf6b0ebc8df9a63df16ac5ed2c04f3e6",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "canonical", "expected_id"), VECTORS)
+def test_upstream_vectors(body: bytes, canonical: bytes, expected_id: str) -> None:
+    schematic = parse_schematic(body)
+    assert schematic.canonical() == canonical
+    assert schematic.id == expected_id
+    assert hashlib.sha256(canonical).hexdigest() == expected_id
+
+
+def test_disk_image_vector_from_model() -> None:
+    # Upstream builds this one as a Go struct: DiskImage.SectorSize = 4096.
+    schematic = Schematic(customization=Customization(disk_image=DiskImage(sector_size=4096)))
+    assert schematic.canonical() == b"customization:\n    diskImage:\n        sectorSize: 4096\n"
+    assert schematic.id == "92833e9ddd9bb9e11b2464fa5525429f01866306d52ebd882ee08d7918f6d1ea"
+    assert schematic_id(schematic) == schematic.id
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"customization:\n  extraKernelArgs: []\n  meta: []\n  bootloader: none\n",
+        b"customization:\n  diskImage: {sectorSize: 0}\n  secureboot: {enrollKeys: ''}\n",
+        b"customization: ~\n",
+        b"customization:\n",
+        b"overlay: {options: {}}\ncustomization: {bootloader: NONE}\n",
+        b"---\n...\n",
+        b"customization: {}\n---\ncustomization: {extraKernelArgs: [a]}\n",
+        b"customization: {}\n---\n[ this second document is never read\n",
+    ],
+)
+def test_zero_values_normalise_to_vanilla(body: bytes) -> None:
+    assert parse_schematic(body).id == VANILLA
+
+
+def test_model_fields_from_full_schematic() -> None:
+    schematic = parse_schematic((DATA / "realistic.yaml").read_bytes())
+    c = schematic.customization
+    assert c.extra_kernel_args == ("console=ttyS0", "net.ifnames=0", "talos.dashboard.disabled=1")
+    assert c.meta == (MetaValue(key=10, value='{"externalIPs": ["192.0.2.10"]}'),)
+    assert c.official_extensions[0] == "siderolabs/gvisor"
+    assert c.bootloader is Bootloader.SD_BOOT
+    assert schematic.overlay.options["retries"] == 3
+    assert schematic.overlay.options["ratio"] == 0.5
+    assert schematic.canonical() == (DATA / "realistic.canonical.yaml").read_bytes()
+
+
+def test_yaml_and_json_spellings_share_an_id() -> None:
+    yaml_form = parse_schematic((DATA / "realistic.yaml").read_bytes())
+    json_form = parse_schematic((DATA / "realistic.json").read_bytes())
+    assert yaml_form.id == json_form.id
+    rpi = parse_schematic((DATA / "rpi-overlay.json").read_bytes())
+    assert rpi.id == "ee21ef4a5ef808a9b7484cc0dda0f25075021691c8c09a276591eedb638ea1f9"
+
+
+def test_model_built_in_python_matches_parsed() -> None:
+    built = Schematic(
+        overlay=Overlay(image="img", name="n", options={"b": 1, "a": [True, None]}),
+        customization=Customization(
+            extra_kernel_args=("a",),
+            bootloader=Bootloader.GRUB,
+            secureboot=SecureBoot(enroll_keys="force"),
+        ),
+    )
+    parsed = parse_schematic(
+        b"overlay: {image: img, name: n, options: {a: [true, ~], b: 1}}\n"
+        b"customization:\n  secureboot: {enrollKeys: force}\n  bootloader: GRUB\n"
+        b"  extraKernelArgs: [a]\n"
+    )
+    assert built.canonical() == parsed.canonical()
+
+
+# ---- Go yaml decoding rules --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "canonical"),
+    [
+        # Any non-null scalar decodes into a Go string field by its text (constructInt/Bool/Float).
+        (b"customization: {extraKernelArgs: [123, true, 1.50, 0x1F]}", b'- "123"\n'),
+        # Null items of a []string are skipped; quoted "null" is a string.
+        (b"customization: {extraKernelArgs: [a, null, ~, 'null']}", b'- a\n        - "null"\n'),
+        # uint8 accepts Go integer spellings and lossless floats.
+        (b"customization: {meta: [{key: 0xa, value: x}]}", b"key: 10\n"),
+        (b"customization: {meta: [{key: 0o12, value: x}]}", b"key: 10\n"),
+        (b"customization: {meta: [{key: 012, value: x}]}", b"key: 10\n"),
+        (b"customization: {meta: [{key: 0b1010, value: x}]}", b"key: 10\n"),
+        (b"customization: {meta: [{key: 1_0, value: x}]}", b"key: 10\n"),
+        (b"customization: {meta: [{key: 10.0, value: x}]}", b"key: 10\n"),
+        (b"customization: {meta: [{key: 255, value: x}]}", b"key: 255\n"),
+        # A missing value stays the empty string, which Go still writes (no omitempty).
+        (b"customization: {meta: [{key: 1}]}", b'value: ""\n'),
+        # YAML 1.1 spellings are accepted into a typed bool.
+        (
+            b"customization: {secureboot: {includeWellKnownCertificates: yes}}",
+            b"includeWellKnownCertificates: true\n",
+        ),
+        # !!binary into a string field is the decoded text.
+        (b"customization: {extraKernelArgs: [!!binary YWJj]}", b"- abc\n"),
+        # Go ignores an explicit tag on a sequence decoded into a slice.
+        (b"customization: {extraKernelArgs: !!int [a]}", b"- a\n"),
+        # An unknown top-level key is an error even when it only holds an anchor.
+        (
+            b"base: &b {extraKernelArgs: [x]}\n",
+            None,
+        ),
+    ],
+)
+def test_go_decoding_rules(body: bytes, canonical: bytes | None) -> None:
+    if canonical is None:
+        with pytest.raises(
+            InvalidInput, match=r"field base not found in type schematic\.Schematic"
+        ):
+            parse_schematic(body)
+        return
+    assert canonical in parse_schematic(body).canonical()
+
+
+def test_merge_key_and_aliases() -> None:
+    body = (
+        b"customization:\n"
+        b"  <<: {extraKernelArgs: [merged], meta: [{key: 1, value: m}]}\n"
+        b"  extraKernelArgs: &args [own]\n"
+        b"  systemExtensions: {officialExtensions: *args}\n"
+    )
+    c = parse_schematic(body).customization
+    assert c.extra_kernel_args == ("own",)
+    assert c.meta == (MetaValue(1, "m"),)
+    assert c.official_extensions == ("own",)
+
+
+def test_redefined_anchor_uses_latest_definition() -> None:
+    body = b"customization:\n  extraKernelArgs: [&a x, *a, &a y, *a]\n"
+    assert parse_schematic(body).customization.extra_kernel_args == ("x", "x", "y", "y")
+
+
+def test_overlay_options_decode_like_go_any() -> None:
+    body = (
+        b"overlay:\n  image: i\n  name: n\n  options:\n"
+        b"    int: 0x10\n    big: 18446744073709551615\n    float: 1e3\n    exp: 1e6\n"
+        b"    date: 2024-01-02\n    stamp: 2001-12-14t21:59:43.10-05:00\n    old: yes\n"
+        b"    nulls: [~, null, '']\n    nonstring: {1: a, true: b, null: c}\n    empty: {}\n"
+        b"    merge: <<\n"
+    )
+    canonical = parse_schematic(body).canonical().decode()
+    assert "        int: 16\n" in canonical
+    assert "        big: 18446744073709551615\n" in canonical
+    assert "        float: 1000\n" in canonical
+    assert "        exp: 1e+06\n" in canonical
+    # Implicit timestamps become time.Time in `any` and come back in RFC 3339.
+    assert "        date: 2024-01-02T00:00:00Z\n" in canonical
+    assert "        stamp: 2001-12-14T21:59:43.1-05:00\n" in canonical
+    assert "        old: 'yes'\n" in canonical
+    assert '        nulls:\n            - null\n            - null\n            - ""\n' in canonical
+    # Non-string keys make a map[interface{}]interface{}: bools sort before ints, nil after.
+    assert "        nonstring:\n            true: b\n            1: a\n            null: c\n" in (
+        canonical
+    )
+    assert "        empty: {}\n" in canonical
+    # A plain `<<` value is a merge tag that no value can hold: Go drops the key.
+    assert "merge" not in canonical
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "schematic is empty"),
+        (b"# only a comment\n", "schematic is empty"),
+        (
+            b"customization:\n  unknownField: 1\n",
+            "line 2: field unknownField not found in type schematic.Customization",
+        ),
+        (b"overlay: {foo: 1}\n", "line 1: field foo not found in type schematic.Overlay"),
+        (b"extensions: []\n", "field extensions not found in type schematic.Schematic"),
+        (
+            b"customization:\n  meta:\n    - key: 256\n      value: x\n",
+            "line 3: cannot construct !!int `256` into uint8",
+        ),
+        (b"customization: {meta: [{key: -1, value: x}]}", "cannot construct !!int `-1` into uint8"),
+        (b"customization: {meta: [{key: '10'}]}", "cannot construct !!str `10` into uint8"),
+        (
+            b"customization: {extraKernelArgs: [2024-01-01T10:00:00Z]}",
+            "cannot construct !!timestamp `2024-01...` into string",
+        ),
+        (b"customization: {meta: [{key: 10.5}]}", "cannot construct !!float `10.5` into uint8"),
+        (b"customization: {meta: [{key: true}]}", "cannot construct !!bool `true` into uint8"),
+        (b"customization: {meta: {key: 1}}", "cannot construct !!map into []schematic.MetaValue"),
+        (b"customization: {meta: [[1]]}", "cannot construct !!seq into schematic.MetaValue"),
+        (b"customization: {extraKernelArgs: a}", "cannot construct !!str `a` into []string"),
+        (b"customization: {extraKernelArgs: [{a: b}]}", "cannot construct !!map into string"),
+        (
+            b"customization: {extraKernelArgs: [2024-01-01]}",
+            "cannot construct !!timestamp `2024-01-01` into string",
+        ),
+        (
+            b"customization: {secureboot: {includeWellKnownCertificates: 'true'}}",
+            "cannot construct !!str `true` into bool",
+        ),
+        (
+            b"customization: {secureboot: {includeWellKnownCertificates: 1}}",
+            "cannot construct !!int `1` into bool",
+        ),
+        (
+            b"customization: {diskImage: {sectorSize: -512}}",
+            "cannot construct !!int `-512` into uint",
+        ),
+        (b"customization: {bootloader: auto}", "auto does not belong to BootloaderKind values"),
+        (b"customization: {bootloader: uefi}", "uefi does not belong to BootloaderKind values"),
+        (b"customization: {bootloader: ''}", " does not belong to BootloaderKind values"),
+        (
+            b"customization: {bootloader: [grub]}",
+            "cannot construct !!seq into imageropts.BootloaderKind (TextUnmarshaler)",
+        ),
+        (b"overlay: {options: [a]}", "cannot construct !!seq into map[string]interface {}"),
+        (b"overlay: {options: {a: 1, a: 2}}", 'line 1: mapping key "a" already defined at line 1'),
+        (
+            b"customization: {}\ncustomization: {}\n",
+            'line 2: mapping key "customization" already defined at line 1',
+        ),
+        (b"- customization\n", "cannot construct !!seq into schematic.Schematic"),
+        (b"customization\n", "cannot construct !!str `customi...` into schematic.Schematic"),
+        (
+            b"owner: alice\ncustomization: {}\n",
+            "owner field is only supported in Enterprise edition",
+        ),
+        (b"customization: {extraKernelArgs: [*nope]}", "unknown anchor 'nope' referenced"),
+        (b"customization: [\n", "line 2"),
+        (
+            b"customization: {extraKernelArgs: [!!int abc]}",
+            "cannot construct !!str `abc` as a !!int",
+        ),
+        (b"customization: {extraKernelArgs: [!!binary '@@']}", "invalid base64"),
+        (b"a: &a [*a]\n", None),
+    ],
+)
+def test_bad_input_is_one_clear_error(body: bytes, message: str | None) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_schematic(body, source="in.yaml")
+    text = str(caught.value)
+    assert text.startswith("in.yaml: ")
+    assert "\n" not in text
+    if message is not None:
+        assert message in text
+
+
+def test_recursive_anchor_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="anchor 'a' value contains itself"):
+        parse_schematic(b"overlay: {options: {x: &a [*a]}}\n")
+
+
+def test_several_errors_are_reported_together() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        parse_schematic(b"customization:\n  foo: 1\n  meta: [{key: 300}]\n")
+    assert "line 2: field foo not found" in str(caught.value)
+    assert "line 3: cannot construct !!int `300` into uint8" in str(caught.value)
+
+
+def test_oversized_body_is_refused_before_parsing() -> None:
+    body = b"customization: {}\n" + b"#" * MAX_BYTES
+    with pytest.raises(InvalidInput, match="larger than 1048576 bytes"):
+        parse_schematic(body)
+
+
+@pytest.mark.parametrize(
+    ("depth", "message"), [(300, "nesting deeper than 200"), (5000, "nesting")]
+)
+def test_deep_nesting_is_refused(depth: int, message: str) -> None:
+    body = b"overlay: {options: {a: " + b"[" * depth + b"]" * depth + b"}}"
+    with pytest.raises(InvalidInput, match=message):
+        parse_schematic(body)
+
+
+def _billion_laughs(levels: int) -> bytes:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        refs = ",".join(f"*a{i - 1}" for _ in range(10))
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return ("overlay:\n  options:\n" + "".join(f"    {line}\n" for line in lines)).encode()
+
+
+def test_billion_laughs_fails_after_few_construct_steps() -> None:
+    body = _billion_laughs(10)  # 10**10 strings if expanded
+    root = compose_first_document(body, "laughs")
+    constructor = Constructor("laughs")
+    with pytest.raises(InvalidInput, match="excessive aliasing"):
+        constructor.construct(root, constructor.to_any)
+    # Go's rule trips once alias expansion is 99% of the construct steps: a few thousand
+    # steps instead of 10**10.
+    assert constructor.constructs < 10_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInput, match="excessive aliasing"):
+            parse_schematic(body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+
+
+def test_moderate_aliasing_is_accepted() -> None:
+    body = _billion_laughs(2)  # 10 lists of 10: expansion within Go's bound
+    options = parse_schematic(body).overlay.options
+    assert len(options["a1"]) == 10
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_cli_id_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stdin(monkeypatch, b"customization: {}\n")
+    assert cli.main(["schematic", "id", "-"]) == 0
+    assert capsys.readouterr().out == VANILLA + "\n"
+
+
+def test_cli_id_defaults_to_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stdin(monkeypatch, b"{}")
+    assert cli.main(["schematic", "id"]) == 0
+    assert capsys.readouterr().out == VANILLA + "\n"
+
+
+def test_cli_canonical_writes_exact_bytes(capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    path = DATA / "realistic.yaml"
+    assert cli.main(["schematic", "canonical", str(path)]) == 0
+    assert capfdbinary.readouterr().out == (DATA / "realistic.canonical.yaml").read_bytes()
+
+
+def test_cli_id_of_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["schematic", "id", str(DATA / "rpi-overlay.json")]) == 0
+    assert capsys.readouterr().out == (
+        "ee21ef4a5ef808a9b7484cc0dda0f25075021691c8c09a276591eedb638ea1f9\n"
+    )
+
+
+def test_cli_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["schematic", "id", str(tmp_path / "nope.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "nope.yaml: no such file" in err
+
+
+def test_cli_bad_schematic_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps({"customization": {"unknownField": 1}}))
+    assert cli.main(["schematic", "canonical", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert "field unknownField not found in type schematic.Customization" in captured.err
