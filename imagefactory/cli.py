@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "imagefactory.commands.schematic_cmd",
     "imagefactory.commands.profile_cmd",
     "imagefactory.commands.cmdline_cmd",
+    "imagefactory.commands.sample_cmd",
+    "imagefactory.commands.sources_cmd",
 )
 
 class _ArgumentParser(argparse.ArgumentParser):

@@ -1,0 +1,134 @@
+"""The commands a user types: sample-release, lock, lock --check, versions, extensions.
+
+Against the sample release as an OCI layout and pushed to a real registry; tampering is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from imagefactory.cli import main
+from imagefactory.signing import keys
+
+VERSIONS = "v1.7.7,v1.11.5"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def layout_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("release")
+    assert main(["sample-release", "--out", str(out), "--versions", VERSIONS]) == 0
+    return out
+
+
+def fresh_copy(release: Path, tmp_path: Path) -> Path:
+    """A private copy of the release, so a test may tamper with it."""
+    copy = tmp_path / "release"
+    shutil.copytree(release, copy, symlinks=True)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["sources"]["registry"] = f"oci-layout:{copy / 'oci'}"
+    config["sources"]["verify"]["publicKey"] = str(copy / "cosign.pub")
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    return copy
+
+
+def test_lock_versions_extensions_from_a_layout(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    config = str(release / "config.yaml")
+
+    code, out, _ = cli(capsys, "versions", "--config", config)
+    assert (code, out) == (0, "v1.7.7\nv1.11.5\n")  # from the source: no lock yet
+
+    code, out, err = cli(capsys, "lock", "--config", config)
+    assert code == 0, err
+    lock = json.loads((release / "sources.lock.json").read_text())
+    assert sorted(lock["versions"]) == ["v1.11.5", "v1.7.7"]
+    v11 = lock["versions"]["v1.11.5"]
+    assert v11["installer"]["component"] == "siderolabs/installer-base"
+    assert lock["versions"]["v1.7.7"]["installer"]["component"] == "siderolabs/installer"
+    assert v11["imager"]["digest"].startswith("sha256:")
+    assert all(e["verified"].startswith("public-key") for e in v11["extensions"].values())
+    assert "rpi_generic" in v11["overlays"]
+    assert "siderolabs/gvisor" in v11["extensions"]
+
+    code, out, _ = cli(capsys, "lock", "--check", "--config", config)
+    assert code == 0 and "up to date" in out
+
+    code, out, _ = cli(capsys, "versions", "--config", config)
+    assert out == "v1.7.7\nv1.11.5\n"
+    code, out, _ = cli(capsys, "extensions", "1.11.5", "--config", config)
+    names = out.splitlines()
+    assert code == 0 and names == sorted(names) and "siderolabs/iscsi-tools" in names
+    assert all(name.startswith("siderolabs/") for name in names)
+
+    code, _, err = cli(capsys, "extensions", "v1.8.0", "--config", config)
+    assert code == 2 and "version v1.8.0 is not available" in err
+
+
+def test_lock_check_notices_a_changed_source(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    config = str(release / "config.yaml")
+    assert cli(capsys, "lock", "--config", config)[0] == 0
+    lock_path = release / "sources.lock.json"
+    lock = json.loads(lock_path.read_text())
+    lock["versions"]["v1.7.7"]["imager"]["digest"] = "sha256:" + "0" * 64
+    lock_path.write_text(json.dumps(lock))
+    code, out, err = cli(capsys, "lock", "--check", "--config", config)
+    assert code == 1
+    assert "versions.v1.7.7.imager.digest" in out and "out of date" in err
+
+
+def test_signature_by_another_key_is_refused_and_nothing_is_locked(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    keys.save_public_key(keys.generate_key(), release / "cosign.pub")
+    code, _, err = cli(capsys, "lock", "--config", str(release / "config.yaml"))
+    assert code == 1
+    assert "signature verification failed for" in err and "siderolabs/" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (release / "sources.lock.json").exists()
+
+
+def test_listed_version_missing_from_source(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    path = release / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["versions"]["list"] = ["v1.9.9"]
+    path.write_text(yaml.safe_dump(config))
+    code, _, err = cli(capsys, "lock", "--config", str(path))
+    assert code == 2 and "version v1.9.9 is not in" in err
+
+
+def test_lock_against_a_registry_with_a_namespace(
+    registry: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pushed"
+    argv = ["sample-release", "--out", str(out), "--versions", "v1.11.5"]
+    assert main([*argv, "--push", registry.host, "--namespace", "lockns"]) == 0
+    capsys.readouterr()
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["sources"]["registry"] == registry.host
+    code, _, err = cli(capsys, "lock", "--config", str(out / "config.yaml"))
+    assert code == 0, err
+    lock = json.loads((out / "sources.lock.json").read_text())
+    imager = lock["versions"]["v1.11.5"]["imager"]
+    assert imager["repository"] == "lockns/siderolabs/imager"
+    assert cli(capsys, "lock", "--check", "--config", str(out / "config.yaml"))[0] == 0
