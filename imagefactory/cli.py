@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "imagefactory.commands.cmdline_cmd",
     "imagefactory.commands.sample_cmd",
     "imagefactory.commands.sources_cmd",
+    "imagefactory.commands.build_cmd",
 )
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -43,7 +44,7 @@ def one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
@@ -53,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: say so in one line; -v shows where
+        logging.getLogger("imagefactory").debug("internal error", exc_info=True)
+        print(f"imagefactory: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -88,6 +88,13 @@ class VersionSelection:
 
 
 @dataclass(frozen=True)
+class SecureBootKeys:
+    signing_key: Path
+    signing_cert: Path
+    pcr_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sources: Sources
@@ -95,6 +102,8 @@ class Config:
     schematics: Path
     public: Path
     store: Path
+    external_url: str = "https://localhost/"
+    secureboot: SecureBootKeys | None = None
 
     @property
     def lock_path(self) -> Path:
@@ -208,6 +217,14 @@ def load_config(path: Path | str) -> Config:
         overlays=comp.get("overlays", Components.overlays),
     )
     versions = raw["versions"]
+    secureboot = None
+    if "secureBoot" in raw:
+        sb = raw["secureBoot"]
+        secureboot = SecureBootKeys(
+            signing_key=_path(base, sb["signingKeyPath"]),
+            signing_cert=_path(base, sb["signingCertPath"]),
+            pcr_key=_path(base, sb["pcrKeyPath"]) if "pcrKeyPath" in sb else None,
+        )
     return Config(
         path=path,
         sources=Sources(
@@ -227,4 +244,6 @@ def load_config(path: Path | str) -> Config:
         schematics=_path(base, raw.get("schematics", "schematics")),
         public=_path(base, raw.get("public", "public")),
         store=_path(base, raw.get("store", "store")),
+        external_url=raw.get("externalURL", "https://localhost/"),
+        secureboot=secureboot,
     )

@@ -84,3 +84,22 @@ def test_oversized_config_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "#" * (1 << 20) + "\n")
     with pytest.raises(InvalidInput, match="larger than"):
         load_config(path)
+
+
+def test_secure_boot_keys_and_external_url(tmp_path: Path) -> None:
+    text = GOOD + (
+        "externalURL: https://factory.example/\n"
+        "secureBoot:\n  signingKeyPath: sb/key.pem\n  signingCertPath: sb/cert.pem\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.external_url == "https://factory.example/"
+    assert config.secureboot is not None
+    assert config.secureboot.signing_key == tmp_path / "sb/key.pem"
+    assert config.secureboot.pcr_key is None
+    assert load_config(write(tmp_path, GOOD)).secureboot is None
+
+
+def test_secure_boot_needs_both_key_and_certificate(tmp_path: Path) -> None:
+    text = GOOD + "secureBoot:\n  signingKeyPath: sb/key.pem\n"
+    with pytest.raises(InvalidInput, match="secureBoot: 'signingCertPath' is a required property"):
+        load_config(write(tmp_path, text))

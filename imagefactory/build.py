@@ -1,0 +1,287 @@
+"""Build one asset (schematic x Talos version x asset path) from the lock, content-addressed.
+
+An output's key is the sha256 of canonical JSON of what it is made from; a key already built is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imagefactory import __version__, cmdline
+from imagefactory.config import Config
+from imagefactory.errors import BuildError, InvalidInput
+from imagefactory.imager.extensions import resolve_extensions
+from imagefactory.imager.initramfs import build_initramfs
+from imagefactory.imager.iso import IsoInputs, build_iso
+from imagefactory.imager.pesign import SecureBootSigner
+from imagefactory.imager.uki import build_uki
+from imagefactory.imager.virtual import virtual_extensions
+from imagefactory.inputs import BootAssets, LockedSources, locked
+from imagefactory.profile import EnrollKeys, OutputKind, Profile, resolve
+from imagefactory.schematic import Schematic
+from imagefactory.versions import TalosVersion
+
+# Bump when a builder changes what it writes for the same inputs.
+BUILD_FORMAT = 1
+
+
+def _key(parts: Mapping[str, Any]) -> str:
+    canonical = json.dumps(
+        {"format": BUILD_FORMAT, "factory": __version__, **parts},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@contextmanager
+def _scratch(parent: Path) -> Iterator[Path]:
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=parent, prefix=".work-"))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class Build:
+    """One asset's build: its profile, its inputs, and the store where its steps land."""
+
+    config: Config
+    sources: LockedSources
+    schematic: Schematic
+    profile: Profile
+    _cache: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def version(self) -> TalosVersion:
+        return self.profile.version
+
+    def cached(
+        self, step: str, parts: Mapping[str, Any], name: str, make: Callable[[Path], None]
+    ) -> Path:
+        """Run `make(out)` once per key; the result is renamed into store/builds/<key>/<name>."""
+        key = _key({"step": step, **parts})
+        final = self.config.store / "builds" / key / name
+        with locked(final.parent):
+            if not final.is_file():
+                with _scratch(self.config.store / "builds") as work:
+                    out = work / name
+                    make(out)
+                    if not out.is_file():
+                        raise BuildError(f"{step}: the builder wrote no {name}")
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(out, final)
+        return final
+
+    # -- inputs shared by several kinds ------------------------------------------------------
+
+    def assets(self) -> BootAssets:
+        return self.sources.boot_assets(self.version, self.profile.arch)
+
+    def imager_digest(self) -> str:
+        digest: str = self.sources.version_entry(self.version)["imager"]["digest"]
+        return digest
+
+    def extension_names(self) -> tuple[str, ...]:
+        return self.schematic.customization.official_extensions
+
+    def initramfs(self) -> Path:
+        """The imager's initramfs with the schematic's extensions and the virtual ones appended."""
+        names = self.extension_names()
+        digests = self.sources.extension_digests(self.version, names)
+        parts = {
+            "imager": self.imager_digest(),
+            "arch": self.profile.arch,
+            "version": str(self.version),
+            "extensions": [[n, digests[n]] for n in names],
+            "schematic": self.schematic.id,
+            "externalURL": self.config.external_url,
+        }
+
+        def make(out: Path) -> None:
+            trees = self.sources.extension_trees(self.version, names, self.profile.arch)
+            extensions = resolve_extensions(names, trees, self.version)
+            assets = self.assets()
+            with _scratch(self.config.store / "builds") as work:
+                virtual = virtual_extensions(
+                    self.schematic, self.version, work, external_url=self.config.external_url
+                )
+                build_initramfs(
+                    assets.initramfs,
+                    (*extensions, *virtual),
+                    self.version,
+                    out,
+                    epoch=assets.epoch,
+                )
+
+        return self.cached("initramfs", parts, "initramfs.xz", make)
+
+    def cmdline(self) -> str:
+        if self.schematic.overlay.image:
+            raise BuildError(
+                "schematics with an overlay are not built by this imager yet "
+                "(the overlay's kernel arguments come from its installer)"
+            )
+        return cmdline.build(self.profile)
+
+    def signer(self) -> SecureBootSigner | None:
+        if not self.profile.secureboot:
+            return None
+        keys = self.config.secureboot
+        if keys is None:
+            raise InvalidInput("error enhancing profile from schematic: secure boot is disabled")
+        return SecureBootSigner(key=keys.signing_key, cert=keys.signing_cert)
+
+    def _signer_parts(self) -> dict[str, str]:
+        signer = self.signer()
+        if signer is None:
+            return {}
+        signer.check()
+        digest = hashlib.sha256(signer.cert.read_bytes()).hexdigest()
+        pcr = self.config.secureboot.pcr_key if self.config.secureboot else None
+        pcr_digest = hashlib.sha256(pcr.read_bytes()).hexdigest() if pcr else ""
+        return {"signingCert": digest, "pcrKey": pcr_digest}
+
+    def uki(self) -> Path:
+        line = self.cmdline()
+        parts = {
+            "initramfs": str(self.initramfs()),
+            "imager": self.imager_digest(),
+            "profile": self.profile.to_json(),
+            "cmdline": line,
+            **self._signer_parts(),
+        }
+
+        def make(out: Path) -> None:
+            assets = self.assets()
+            build_uki(
+                stub=assets.sd_stub,
+                kernel=assets.kernel,
+                initramfs=self.initramfs(),
+                cmdline=line,
+                version=self.version,
+                arch=self.profile.arch,
+                out=out,
+                epoch=assets.epoch,
+                kind=self.profile.kind,
+                signer=self.signer(),
+                pcr_key=self.config.secureboot.pcr_key if self.config.secureboot else None,
+            )
+
+        return self.cached("uki", parts, "uki.efi", make)
+
+
+def _kernel(build: Build, out: Path) -> None:
+    shutil.copyfile(build.assets().kernel, out)
+
+
+def _initramfs(build: Build, out: Path) -> None:
+    shutil.copyfile(build.initramfs(), out)
+
+
+def _cmdline(build: Build, out: Path) -> None:
+    out.write_bytes(build.cmdline().encode())
+
+
+def _uki(build: Build, out: Path) -> None:
+    shutil.copyfile(build.uki(), out)
+
+
+def _iso(build: Build, out: Path) -> None:
+    profile = build.profile
+    quirks = profile.quirks
+    bootloader = profile.bootloader or quirks.iso_bootloader(
+        profile.arch, secureboot=profile.secureboot
+    )
+    assets = build.assets()
+    needs_uki = bootloader.value != "grub"
+    build_iso(
+        out=out,
+        version=build.version,
+        arch=profile.arch,
+        bootloader=bootloader,
+        inputs=IsoInputs(
+            kernel=assets.kernel,
+            initramfs=build.initramfs(),
+            cmdline=build.cmdline(),
+            uki=build.uki() if needs_uki else None,
+            sd_boot=assets.sd_boot if needs_uki else None,
+        ),
+        epoch=assets.epoch,
+        secureboot=profile.secureboot,
+        enroll_keys=profile.enroll_keys or EnrollKeys.IF_SAFE,
+        signer=build.signer(),
+    )
+
+
+# One builder per output kind; kinds not listed are refused with a clear message.
+BUILDERS: dict[OutputKind, Callable[[Build, Path], None]] = {
+    OutputKind.KERNEL: _kernel,
+    OutputKind.INITRAMFS: _initramfs,
+    OutputKind.CMDLINE: _cmdline,
+    OutputKind.UKI: _uki,
+    OutputKind.ISO: _iso,
+}
+
+
+def build_asset(
+    config: Config,
+    schematic: Schematic,
+    version: TalosVersion,
+    asset_path: str,
+    *,
+    sources: LockedSources | None = None,
+) -> Path:
+    """Build (or reuse) one asset; returns its path in the store."""
+    sources = sources or LockedSources(config)
+    sources.version_entry(version)
+    profile = resolve(asset_path, version, schematic)
+    builder = BUILDERS.get(profile.kind)
+    if builder is None:
+        raise BuildError(f"{asset_path}: {profile.kind} assets are not built by this factory yet")
+    build = Build(config, sources, schematic, profile)
+    # Unknown extensions and missing Secure Boot keys are refused before any work.
+    extensions = sources.extension_digests(version, schematic.customization.official_extensions)
+    parts = {
+        "asset": profile.canonical_path,
+        "profile": profile.to_json(),
+        "schematic": schematic.id,
+        "imager": build.imager_digest(),
+        "extensions": sorted(extensions.items()),
+        **build._signer_parts(),
+    }
+    return build.cached(
+        f"asset-{profile.kind}", parts, profile.canonical_path, lambda out: builder(build, out)
+    )
+
+
+def link_into(source: Path, out_dir: Path, name: str) -> Path:
+    """Place a built file at out_dir/name: hard link (or copy) to a temporary name, then rename."""
+    if "/" in name or name in {"", ".", ".."}:
+        raise InvalidInput(f"invalid asset path: {name!r}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dest = out_dir / name
+    tmp = out_dir / f".{name}.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest

@@ -1,0 +1,59 @@
+"""`imagefactory build`: one asset of one schematic and Talos version, from the lock, into DIR/PATH.
+
+The schematic is a file, or an ID looked up among the config's schematics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from imagefactory.build import build_asset, link_into
+from imagefactory.commands import common_options
+from imagefactory.config import Config, load_config
+from imagefactory.errors import InvalidInput, NotFound
+from imagefactory.schematic import Schematic, parse_schematic
+from imagefactory.versions import TalosVersion
+
+SCHEMATIC_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "build", parents=[common_options()], help="build one asset into DIR/ASSET_PATH"
+    )
+    parser.add_argument("--schematic", required=True, help="schematic file, or its ID")
+    parser.add_argument("--version", required=True, help="Talos version, e.g. v1.11.5")
+    parser.add_argument("--asset", required=True, help="asset path, e.g. metal-amd64.iso")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.set_defaults(func=run)
+
+
+def read_schematic_file(path: Path) -> Schematic:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read schematic: {exc.strerror}") from exc
+    return parse_schematic(data, source=str(path))
+
+
+def find_schematic(config: Config, value: str) -> Schematic:
+    path = Path(value)
+    if path.is_file() or not SCHEMATIC_ID.fullmatch(value):
+        return read_schematic_file(path)
+    for candidate in sorted(config.schematics.glob("*.y*ml")):
+        schematic = read_schematic_file(candidate)
+        if schematic.id == value:
+            return schematic
+    raise NotFound(f'schematic ID "{value}" not found')
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    schematic = find_schematic(config, args.schematic)
+    version = TalosVersion.parse(args.version)
+    built = build_asset(config, schematic, version, args.asset)
+    print(link_into(built, args.out, args.asset))
+    return 0
