@@ -1,0 +1,307 @@
+"""UKI assembly: section order (objdump), contents, PCR 11 signatures, signing and reproducibility."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import imager_assets as assets
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from hypothesis import given
+from hypothesis import strategies as st
+
+from imagefactory.errors import InvalidInput
+from imagefactory.imager import pcr, pe
+from imagefactory.imager.pesign import SecureBootSigner
+from imagefactory.imager.uki import build_uki, kernel_version, os_release
+from imagefactory.platforms import Arch
+from imagefactory.profile import OutputKind
+from imagefactory.versions import TalosVersion
+
+CMDLINE = "console=ttyS0 talos.platform=metal panic=-1"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not assets.STUB.is_file():
+        pytest.skip("systemd-boot-efi is not installed")
+    return tmp_path_factory.mktemp("uki")
+
+
+@pytest.fixture(scope="module")
+def inputs(work: Path) -> tuple[Path, Path]:
+    return assets.kernel(work), assets.marker_initramfs(work)
+
+
+def _build(work: Path, inputs: tuple[Path, Path], version: str, name: str, **kw: object) -> Path:
+    kernel, initramfs = inputs
+    out = work / name
+    build_uki(
+        stub=assets.STUB,
+        kernel=kernel,
+        initramfs=initramfs,
+        cmdline=CMDLINE,
+        version=TalosVersion.parse(version),
+        arch=Arch.AMD64,
+        out=out,
+        epoch=assets.EPOCH,
+        **kw,  # type: ignore[arg-type]
+    )
+    return out
+
+
+def _objdump_sections(path: Path) -> list[str]:
+    text = subprocess.run(["objdump", "-h", str(path)], capture_output=True, text=True, check=True)
+    return re.findall(r"^\s+\d+\s+(\S+)\s", text.stdout, re.MULTILINE)
+
+
+STUB_SECTIONS = [".text", ".reloc", ".data", ".dynamic", ".rela", ".dynsym", ".sbat", ".sdmagic"]
+
+
+def test_sections_before_profiles_legacy_order(work: Path, inputs: tuple[Path, Path]) -> None:
+    uki = _build(work, inputs, "1.9.0", "v19.efi")
+    assert _objdump_sections(uki) == [
+        *STUB_SECTIONS,
+        ".osrel",
+        ".cmdline",
+        ".initrd",
+        ".uname",
+        ".linux",
+    ]
+
+
+def test_sections_with_iso_profiles(work: Path, inputs: tuple[Path, Path]) -> None:
+    uki = _build(work, inputs, "1.11.0", "v111-iso.efi", kind=OutputKind.ISO)
+    assert _objdump_sections(uki) == [
+        *STUB_SECTIONS,
+        ".osrel", ".cmdline", ".uname", ".linux", ".initrd", ".profile", ".profile", ".cmdline",
+    ]  # fmt: skip
+
+
+def test_uki_output_has_only_main_profile(work: Path, inputs: tuple[Path, Path]) -> None:
+    uki = _build(work, inputs, "1.12.0", "v112-uki.efi", kind=OutputKind.UKI)
+    assert _objdump_sections(uki)[-1] == ".profile"
+    assert pe.read_section(uki, ".profile") == b"ID=main"
+
+
+def test_section_contents(work: Path, inputs: tuple[Path, Path]) -> None:
+    uki = _build(work, inputs, "1.11.0", "contents.efi", kind=OutputKind.IMAGE)
+    kernel, initramfs = inputs
+    data = uki.read_bytes()
+    headers = pe.parse(data).sections
+    profiles = [
+        data[h.raw_pointer : h.raw_pointer + h.virtual_size]
+        for h in headers
+        if h.name == ".profile"
+    ]
+    cmdlines = [
+        data[h.raw_pointer : h.raw_pointer + h.virtual_size]
+        for h in headers
+        if h.name == ".cmdline"
+    ]
+    assert profiles == [b"ID=main", b"ID=reset-maintenance\nTITLE=Reset to maintenance mode"]
+    assert cmdlines == [
+        CMDLINE.encode(),
+        f"{CMDLINE} talos.experimental.wipe=system:EPHEMERAL,STATE".encode(),
+    ]
+    assert pe.read_section(uki, ".linux") == kernel.read_bytes()
+    assert pe.read_section(uki, ".initrd") == initramfs.read_bytes()
+    assert pe.read_section(uki, ".osrel") == (
+        b'NAME="Talos"\nID=talos\nVERSION_ID=v1.11.0\nPRETTY_NAME="Talos (v1.11.0)"\n'
+        b'HOME_URL="https://www.talos.dev/"\nBUG_REPORT_URL="https://github.com/siderolabs/talos/issues"\n'
+        b'VENDOR_NAME="Sidero Labs"\nVENDOR_URL="https://www.siderolabs.com/"\n'
+    )
+    uname = pe.read_section(uki, ".uname")
+    assert uname is not None
+    assert re.fullmatch(rb"\d+\.\d+\.\d+-\d+-amd64", uname)
+    assert pe.parse(data).timestamp == assets.EPOCH
+
+
+def test_kernel_version_matches_file_command(inputs: tuple[Path, Path]) -> None:
+    out = subprocess.run(
+        ["file", "-b", str(inputs[0])], capture_output=True, text=True, check=False
+    )
+    if "version" not in out.stdout:
+        pytest.skip("file(1) does not report the kernel version")
+    assert f"version {kernel_version(inputs[0])} " in out.stdout
+
+
+def test_kernel_version_absent_for_non_bzimage(tmp_path: Path) -> None:
+    path = tmp_path / "k"
+    path.write_bytes(bytes(2048))
+    assert kernel_version(path) is None
+
+
+def test_os_release_lowercases_id() -> None:
+    assert os_release(TalosVersion.parse("1.10.0"), "My OS").startswith(b'NAME="My OS"\nID=my_os\n')
+
+
+def test_reproducible(work: Path, inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    key, cert = assets.self_signed(work, "repro")
+    pcr_key = assets.rsa_key(work, "repro-pcr")
+    outputs = []
+    for run in ("a", "b"):
+        run_dir = tmp_path / run
+        run_dir.mkdir()
+        outputs.append(
+            _build(
+                run_dir,
+                inputs,
+                "1.11.0",
+                "sb.efi",
+                kind=OutputKind.ISO,
+                signer=SecureBootSigner(key, cert),
+                pcr_key=pcr_key,
+            )
+        )
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+
+
+def test_signed_uki_verifies(work: Path, inputs: tuple[Path, Path]) -> None:
+    key, cert = assets.self_signed(work, "signer")
+    _other_key, other_cert = assets.self_signed(work, "other")
+    pcr_key = assets.rsa_key(work, "pcr")
+    signed = _build(work, inputs, "1.11.0", "signed.efi", kind=OutputKind.ISO,
+                    signer=SecureBootSigner(key, cert), pcr_key=pcr_key)  # fmt: skip
+    unsigned = _build(work, inputs, "1.11.0", "unsigned.efi", kind=OutputKind.ISO)
+    ok = subprocess.run(
+        ["sbverify", "--cert", str(cert), str(signed)], capture_output=True, check=False
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert subprocess.run(["sbverify", "--cert", str(cert), str(unsigned)], capture_output=True,
+                          check=False).returncode != 0  # fmt: skip
+    assert subprocess.run(["sbverify", "--cert", str(other_cert), str(signed)], capture_output=True,
+                          check=False).returncode != 0  # fmt: skip
+    assert _objdump_sections(signed)[len(STUB_SECTIONS) :] == [
+        ".osrel", ".cmdline", ".uname", ".pcrpkey", ".linux", ".initrd",
+        ".profile", ".pcrsig", ".profile", ".cmdline", ".pcrsig",
+    ]  # fmt: skip
+
+
+def _sections(path: Path) -> list[tuple[str, bytes]]:
+    data = path.read_bytes()
+    return [
+        (h.name, data[h.raw_pointer : h.raw_pointer + h.virtual_size])
+        for h in pe.parse(data).sections
+    ]
+
+
+def test_pcrsig_matches_sections_and_key(work: Path, inputs: tuple[Path, Path]) -> None:
+    key, cert = assets.self_signed(work, "signer")
+    pcr_key_path = assets.rsa_key(work, "pcr")
+    uki = _build(work, inputs, "1.11.0", "pcr.efi", kind=OutputKind.ISO,
+                 signer=SecureBootSigner(key, cert), pcr_key=pcr_key_path)  # fmt: skip
+    sections = _sections(uki)
+    names = [n for n, _ in sections]
+    base = {n: d for n, d in sections[: names.index(".profile")] if n in pcr.MEASURED_SECTIONS}
+    base[".sbat"] = dict(sections)[".sbat"]
+    sigs = [json.loads(d) for n, d in sections if n == ".pcrsig"]
+    main = {**base, ".profile": b"ID=main"}
+    reset = {
+        **base,
+        ".profile": b"ID=reset\nTITLE=Reset system disk",
+        ".cmdline": f"{CMDLINE} talos.experimental.wipe=system".encode(),
+    }
+    public = serialization.load_pem_public_key(dict(sections)[".pcrpkey"])
+    assert isinstance(public, rsa.RSAPublicKey)
+    for sig, measured in zip(sigs, (main, reset), strict=True):
+        assert sorted(sig) == ["sha256", "sha384", "sha512"]
+        entry = sig["sha256"][0]
+        value = pcr.pcr_values(measured, "sha256")["enter-machined"]
+        policy = pcr.policy_pcr_digest(value, 0x000B)
+        assert entry["pol"] == policy.hex()
+        assert entry["pcrs"] == [11]
+        public.verify(base64.b64decode(entry["sig"]), policy, padding.PKCS1v15(), hashes.SHA256())
+
+
+@pytest.mark.skipif(
+    not Path("/usr/lib/systemd/systemd-measure").exists(), reason="no systemd-measure"
+)
+@pytest.mark.parametrize("bank", ["sha256", "sha384", "sha512"])
+def test_pcr_values_match_systemd_measure(tmp_path: Path, bank: str) -> None:
+    # systemd 252 knows fewer sections than upstream's list; compare on those it knows.
+    sections = {
+        ".linux": b"kernel",
+        ".osrel": b"NAME=x\n",
+        ".cmdline": b"a=b",
+        ".initrd": b"\0" * 70,
+    }
+    args = []
+    for name, data in sections.items():
+        (tmp_path / name).write_bytes(data)
+        args.append(f"--{name[1:]}={tmp_path / name}")
+    out = subprocess.run(
+        ["/usr/lib/systemd/systemd-measure", "calculate", *args, f"--bank={bank}",
+         "--phase=enter-initrd:leave-initrd:enter-machined", "--json=short"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    expected = json.loads(out.stdout)[bank][0]["hash"]
+    assert pcr.pcr_values(sections, bank)["enter-machined"].hex() == expected
+
+
+def test_policy_digest_is_sha256_of_policy_pcr() -> None:
+    value = bytes(32)
+    selection = bytes.fromhex("00000001000b03000800")
+    expected = hashlib.sha256(
+        bytes(32) + bytes.fromhex("0000017f") + selection + hashlib.sha256(value).digest()
+    ).digest()
+    assert pcr.policy_pcr_digest(value, 0x000B) == expected
+
+
+def test_missing_inputs_are_invalid(work: Path, inputs: tuple[Path, Path]) -> None:
+    kernel, initramfs = inputs
+    common = {"cmdline": "x", "version": TalosVersion.parse("1.10.0"), "arch": Arch.AMD64,
+              "out": work / "bad.efi", "epoch": 0}  # fmt: skip
+    with pytest.raises(InvalidInput, match="kernel"):
+        build_uki(stub=assets.STUB, kernel=work / "nope", initramfs=initramfs, **common)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="stub"):
+        build_uki(stub=work / "nope", kernel=kernel, initramfs=initramfs, **common)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="PE32"):
+        build_uki(stub=initramfs, kernel=kernel, initramfs=initramfs, **common)  # type: ignore[arg-type]
+    key, cert = assets.self_signed(work, "signer")
+    with pytest.raises(InvalidInput, match="PCR key"):
+        build_uki(stub=assets.STUB, kernel=kernel, initramfs=initramfs,
+                  signer=SecureBootSigner(key, cert), **common)  # type: ignore[arg-type]  # fmt: skip
+    with pytest.raises(InvalidInput, match="PEM private key"):
+        build_uki(stub=assets.STUB, kernel=kernel, initramfs=initramfs,
+                  signer=SecureBootSigner(key, cert), pcr_key=cert, **common)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_stub_without_sbat_is_invalid(
+    work: Path, inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    stub = tmp_path / "stub.efi"
+    shutil.copyfile(assets.STUB, stub)
+    data = bytearray(stub.read_bytes())
+    index = data.find(b".sbat\0\0\0")
+    data[index : index + 8] = b".xbat\0\0\0"
+    stub.write_bytes(bytes(data))
+    with pytest.raises(InvalidInput, match="sbat"):
+        build_uki(stub=stub, kernel=inputs[0], initramfs=inputs[1], cmdline="", arch=Arch.AMD64,
+                  version=TalosVersion.parse("1.10.0"), out=tmp_path / "o.efi", epoch=0)  # fmt: skip
+
+
+@given(st.binary(max_size=600))
+def test_pe_parse_rejects_garbage_cleanly(data: bytes) -> None:
+    with contextlib.suppress(InvalidInput):
+        pe.parse(data)
+
+
+@given(st.integers(min_value=0, max_value=1 << 20))
+def test_pe_parse_handles_mutated_stub(position: int) -> None:
+    data = bytearray(assets.STUB.read_bytes()) if assets.STUB.is_file() else bytearray(b"MZ")
+    if position < len(data):
+        data[position] ^= 0xFF
+    try:
+        parsed = pe.parse(bytes(data))
+    except InvalidInput:
+        return
+    assert parsed.sections
