@@ -513,9 +513,107 @@ def _escape(code: int) -> str:
     return f"U{code:08X}"
 
 
-def marshal(value: Any) -> bytes:
-    """yaml.Marshal(value) for one document; never emits `---` or `...`."""
-    emitter = _Emitter()
-    emitter.node(value, False)
-    emitter.write_indent()  # document end
-    return "".join(emitter.out).encode("utf-8", "surrogateescape")
+def marshal(value: Any, *, fast: bool = True) -> bytes:
+    """yaml.Marshal(value) for one document; never emits `---` or `...`.
+
+    `fast=False` forces the full emitter (the reference the fast writer is tested against).
+    """
+    text = _fast_document(value) if fast else None
+    if text is None:
+        emitter = _Emitter()
+        emitter.node(value, False)
+        emitter.write_indent()  # document end
+        text = "".join(emitter.out)
+    return text.encode("utf-8", "surrogateescape")
+
+
+# ---- fast writer ------------------------------------------------------------------------------
+#
+# Block collections whose scalars all fit on their line (plain or quoted, no tag) lay out in a
+# fixed way, so they are written without the emitter's state machine; anything else returns None.
+
+
+def _fast_document(value: Any) -> str | None:
+    items = _fast_items(value)
+    if not items:
+        return None
+    out: list[str] = []
+    return "".join(out) if _fast_mapping(items, 0, False, out) else None
+
+
+def _fast_items(value: Any) -> Sequence[tuple[Any, Any]] | None:
+    if isinstance(value, GoStruct):
+        return value.fields
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return [(key, value[key]) for key in sorted_keys(list(value))]
+    return None
+
+
+def inline_scalar(value: Any) -> str | None:
+    """A scalar's finished text when it fits on its line after "key:" or "-" (plain or quoted,
+    untagged), or None when it needs the full emitter (block scalar, !!binary, not a scalar)."""
+    if isinstance(value, str):
+        plan = _plan(value, False)
+        return plan.body if plan.body and not plan.tag else None
+    if value is None or isinstance(value, (bool, int, float, gr.GoTime)):
+        return represent_scalar(value)[0]
+    return None
+
+
+def _fast_value(value: Any, out: list[str], indent: int, in_sequence_item: bool) -> bool:
+    """A value after "key:" or "-": its text, or a nested collection on the next lines."""
+    text = inline_scalar(value)
+    if text is not None:
+        out.append(" " + text + "\n")
+        return True
+    if isinstance(value, (tuple, list)):
+        if not value:
+            out.append(" []\n")
+            return True
+        if in_sequence_item:
+            # The first item shares the line: "- - a".
+            out.append(" ")
+            return _fast_sequence(value, indent + 2, True, out)
+        out.append("\n")
+        return _fast_sequence(
+            value, BEST_INDENT * ((indent + BEST_INDENT) // BEST_INDENT), False, out
+        )
+    items = _fast_items(value)
+    if items is None and not isinstance(value, AnyKeyMap):
+        return False
+    if not items:
+        if isinstance(value, AnyKeyMap) and value.items:
+            return False
+        out.append(" {}\n")
+        return True
+    if in_sequence_item:
+        # The first key shares the line: "- key: value".
+        out.append(" ")
+        return _fast_mapping(items, indent + 2, True, out)
+    out.append("\n")
+    return _fast_mapping(items, BEST_INDENT * ((indent + BEST_INDENT) // BEST_INDENT), False, out)
+
+
+def _fast_mapping(
+    items: Sequence[tuple[Any, Any]], indent: int, inline: bool, out: list[str]
+) -> bool:
+    pad = " " * indent
+    for key, value in items:
+        plan = _plan(key, True)
+        if not (plan.simple_key and plan.body and not plan.tag):
+            return False
+        out.append(plan.body + ":" if inline else pad + plan.body + ":")
+        inline = False
+        if not _fast_value(value, out, indent, False):
+            return False
+    return True
+
+
+def _fast_sequence(items: Sequence[Any], indent: int, inline: bool, out: list[str]) -> bool:
+    pad = " " * indent
+    for item in items:
+        out.append("-" if inline else pad + "-")
+        inline = False
+        if not _fast_value(item, out, indent, True):
+            return False
+    return True

@@ -2,6 +2,7 @@
 
 Composes the first document from libyaml events (size, depth and alias-expansion bounds), then
 constructs Go-like values (`any`, strings, bools, unsigned ints) collecting Go-worded errors.
+A fast path lets PyYAML's C composer build plain documents; anything unusual takes the slow path.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ try:
     from yaml._yaml import CParser as _Parser
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
     _Parser = None
+
+_FastParser: Any = None
+if _Parser is not None:
+    # The C composer asks these for implicit tags; "" leaves resolution to goresolve (Go's rules)
+    # and a builtin that ignores its arguments saves a Python call per node.
+    _FastParser = type(
+        "_FastParser",
+        (_Parser,),
+        dict.fromkeys(("resolve", "descend_resolver", "ascend_resolver"), "".format),
+    )
 
 MAX_BYTES = 1 << 20
 # Go allows depth 10000, but Python recursion in the constructor does not; no schematic nests deeper.
@@ -90,6 +101,52 @@ def compose_first_document(data: bytes, source: str) -> Node:
     return root
 
 
+# Every collection carries at least one of these: a block sequence "-", a block mapping ":" or "?",
+# a flow collection "[" or "{". Their count bounds the nesting depth.
+_COLLECTION_INDICATORS = (b":", b"-", b"?", b"[", b"{")
+
+
+def compose_fast(data: bytes) -> Any:
+    """The first document as PyYAML's C composer builds it (yaml.Node, tags "" when implicit).
+
+    None when only compose_first_document may read the input: anchors or aliases (PyYAML refuses
+    a redefined anchor, Go allows it, and only the event composer bounds alias expansion), a
+    possible nesting beyond MAX_DEPTH (the C composer recurses on the C stack with no guard), or
+    any error (the slow path words it as Go does).
+    """
+    if _FastParser is None or len(data) > MAX_BYTES or b"&" in data or b"*" in data:
+        return None
+    if sum(map(data.count, _COLLECTION_INDICATORS)) > MAX_DEPTH:
+        return None
+    parser = _FastParser(data)
+    try:
+        return parser.get_node() if parser.check_node() else None
+    except Exception:  # the slow path reports (or, if it disagrees, accepts) this input
+        return None
+    finally:
+        parser.dispose()
+
+
+def from_composed(node: Any) -> Node:
+    """A C-composed yaml.Node (no anchors) as the Node the Go constructor reads."""
+    tag = short_tag_of(node.tag)
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.ScalarNode):
+        return Node(SCALAR, tag, node.value, node.style or "", line)
+    if isinstance(node, yaml.SequenceNode):
+        out = Node(SEQUENCE, tag, "", "", line)
+        out.children = [from_composed(child) for child in node.value]
+        return out
+    out = Node(MAPPING, tag, "", "", line)
+    out.children = [from_composed(n) for pair in node.value for n in pair]
+    return out
+
+
+def short_tag_of(tag: str | None) -> str:
+    """The Node.tag of an explicit tag: "" for none or the non-specific "!"."""
+    return "" if tag is None or tag == "!" else gr.short_tag(tag)
+
+
 def _compose(parser: Any, source: str) -> Node | None:
     anchors: dict[str, Node] = {}
     stack: list[Node] = []
@@ -134,8 +191,7 @@ def _compose(parser: Any, source: str) -> Node | None:
 
 
 def _tag_of(event: Any) -> str:
-    tag = event.tag
-    return "" if tag is None or tag == "!" else gr.short_tag(tag)
+    return short_tag_of(event.tag)
 
 
 def _leaf(event: Any, anchors: dict[str, Node], source: str) -> Node:

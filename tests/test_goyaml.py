@@ -17,11 +17,16 @@ from hypothesis import strategies as st
 from imagefactory import goresolve as gr
 from imagefactory.goyaml import GoStruct, marshal, sorted_keys
 from imagefactory.schematic import (
+    Bootloader,
     Customization,
+    DiskImage,
     MetaValue,
     Overlay,
     Schematic,
+    SecureBoot,
+    canonical,
     parse_schematic,
+    to_go,
 )
 from imagefactory.yamlload import AnyKeyMap
 
@@ -373,6 +378,13 @@ def _strings_of(s: Schematic) -> list[str]:
 @given(schematics())
 def test_canonical_is_a_fixed_point(schematic: Schematic) -> None:
     assume(all(_round_trips_in_go(s) for s in _strings_of(schematic)))
+    # Go writes -0.0 as "-0", which reads back as the integer 0 (in Go too).
+    assume(
+        not any(
+            f == 0 and math.copysign(1.0, f) < 0
+            for f in _all_floats(dict(schematic.overlay.options))
+        )
+    )
     canonical = schematic.canonical()
     again = parse_schematic(canonical, source="canonical")
     assert again.canonical() == canonical
@@ -468,3 +480,91 @@ def test_list_order_changes_the_id(args: list[str]) -> None:
     forward = Schematic(customization=Customization(extra_kernel_args=tuple(args)))
     backward = Schematic(customization=Customization(extra_kernel_args=tuple(reversed(args))))
     assert forward.id != backward.id
+
+
+# ---- fast writers against the full emitter -----------------------------------------------------
+
+
+@st.composite
+def full_schematics(draw: st.DrawFn) -> Schematic:
+    """Every field, with options present or not: the fast writer's whole input space."""
+    base = draw(schematics())
+    return Schematic(
+        owner=draw(st.one_of(st.just(""), _STRINGS)),
+        overlay=draw(st.sampled_from([base.overlay, Overlay(image=base.overlay.image)])),
+        customization=Customization(
+            embedded_machine_configuration=draw(_STRINGS),
+            extra_kernel_args=base.customization.extra_kernel_args,
+            meta=base.customization.meta,
+            official_extensions=base.customization.official_extensions,
+            bootloader=draw(st.one_of(st.none(), st.sampled_from(Bootloader))),
+            secureboot=SecureBoot(
+                enroll_keys=draw(st.one_of(st.just(""), _STRINGS)),
+                include_well_known_certificates=draw(st.booleans()),
+            ),
+            disk_image=DiskImage(sector_size=draw(st.sampled_from([0, 512, 4096, gr.UINT64_MAX]))),
+        ),
+    )
+
+
+@given(full_schematics())
+def test_fast_canonical_writer_matches_the_emitter(schematic: Schematic) -> None:
+    assert canonical(schematic) == canonical(schematic, fast=False)
+    assert canonical(schematic, fast=False) == marshal(to_go(schematic), fast=False)
+
+
+def test_fast_canonical_writer_covers_common_schematics() -> None:
+    from imagefactory.schematic import _canonical_text
+
+    common = Schematic(
+        overlay=Overlay(image="siderolabs/sbc-raspberrypi", name="rpi_generic"),
+        customization=Customization(
+            extra_kernel_args=("console=ttyS0", "yes", ""),
+            meta=(MetaValue(10, '{"a": ["b"]}'),),
+            official_extensions=("siderolabs/gvisor",),
+            bootloader=Bootloader.SD_BOOT,
+            secureboot=SecureBoot(include_well_known_certificates=True),
+            disk_image=DiskImage(sector_size=4096),
+        ),
+    )
+    text = _canonical_text(common)
+    assert text is not None
+    assert text.encode() == marshal(to_go(common), fast=False)
+    # Block scalars and options are left to the emitter.
+    assert _canonical_text(Schematic(overlay=Overlay(options={"a": 1}))) is None
+    multiline = Customization(embedded_machine_configuration="a: b\nc: d\n")
+    assert _canonical_text(Schematic(customization=multiline)) is None
+
+
+_GO_VALUES = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4).map(tuple),
+        st.dictionaries(_STRINGS, children, max_size=4),
+        st.lists(st.tuples(_STRINGS, children), max_size=4).map(
+            lambda pairs: GoStruct(tuple(pairs))
+        ),
+        st.dictionaries(st.one_of(st.integers(-3, 3), st.booleans()), children, max_size=3).map(
+            lambda d: AnyKeyMap(tuple(d.items()))
+        ),
+    ),
+    max_leaves=16,
+)
+
+
+@given(_GO_VALUES)
+def test_fast_marshal_matches_the_emitter(value: object) -> None:
+    assert marshal(value) == marshal(value, fast=False)
+
+
+def test_fast_marshal_layout_of_nested_collections() -> None:
+    from imagefactory.goyaml import _fast_document
+
+    value = GoStruct(
+        (("a", (GoStruct((("k", (3, 4)), ("v", GoStruct((("z", 1),))))), ((5, 6), 7))),)
+    )
+    text = _fast_document(value)
+    assert text == "a:\n    - k:\n        - 3\n        - 4\n      v:\n        z: 1\n" + (
+        "    - - - 5\n        - 6\n      - 7\n"
+    )
+    assert text.encode() == marshal(value, fast=False)

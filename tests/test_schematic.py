@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import string
 import sys
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_goyaml import _document, schematics
 
 from imagefactory import cli
 from imagefactory.errors import InvalidInput
@@ -21,6 +25,7 @@ from imagefactory.schematic import (
     Overlay,
     Schematic,
     SecureBoot,
+    _fast_fields,
     parse_schematic,
     schematic_id,
 )
@@ -428,3 +433,239 @@ def test_cli_bad_schematic_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert captured.out == ""
     assert captured.err.count("\n") == 1
     assert "field unknownField not found in type schematic.Customization" in captured.err
+
+
+# ---- fast path (C composer) against the slow path (event composer) ----------------------------
+
+_FIELD_NAMES = [
+    "owner",
+    "overlay",
+    "image",
+    "name",
+    "options",
+    "customization",
+    "embeddedMachineConfiguration",
+    "extraKernelArgs",
+    "meta",
+    "key",
+    "value",
+    "systemExtensions",
+    "officialExtensions",
+    "bootloader",
+    "secureboot",
+    "enrollKeys",
+    "includeWellKnownCertificates",
+    "diskImage",
+    "sectorSize",
+]
+# Scalars as written in YAML: plain words of every resolved type, quoted forms, tags, oddities.
+_SCALAR_TEXT = st.one_of(
+    st.sampled_from(
+        [
+            "~",
+            "null",
+            "",
+            "true",
+            "False",
+            "yes",
+            "off",
+            "'yes'",
+            '"on"',
+            "10",
+            "255",
+            "256",
+            "-1",
+            "0x1F",
+            "0o17",
+            "017",
+            "1_000",
+            "1e3",
+            "10.0",
+            "10.5",
+            ".inf",
+            ".nan",
+            "2001-12-14",
+            "<<",
+            "sd-boot",
+            "GRUB",
+            "none",
+            "dual-boot",
+            "'sd-boot'",
+            "!!str 10",
+            "!!int 5",
+            "!!binary aGVsbG8=",
+            "!foo bar",
+            "! x",
+            '"a\\tb"',
+            '"\\u00e9"',
+            "'it''s'",
+            "|\n  block\n",
+            "&a x",
+            "*a",
+        ]
+    ),
+    st.text(alphabet=string.ascii_letters + string.digits + "./=_-", min_size=1, max_size=12),
+    st.text(max_size=10).map(lambda t: "'" + t.replace("'", "''") + "'"),
+    st.text(max_size=10).map(lambda t: json.dumps(t, ensure_ascii=False)),
+)
+_KEYS = st.one_of(
+    st.sampled_from(_FIELD_NAMES),
+    st.sampled_from(['"meta"', "'key'", "unknown", "<<", "1"]),
+)
+
+
+def _yaml_values() -> st.SearchStrategy[object]:
+    return st.recursive(
+        _SCALAR_TEXT,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.lists(st.tuples(_KEYS, children), max_size=4).map(dict),
+        ),
+        max_leaves=14,
+    )
+
+
+def _flow(value: object) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    text = str(value)
+    return json.dumps(text) if "\n" in text else text
+
+
+def _block(value: object, indent: int) -> str:
+    pad = " " * indent
+    if isinstance(value, dict) and value:
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{k}:\n{_block(v, indent + 2)}")
+            else:
+                lines.append(f"{pad}{k}: {_flow(v)}\n")
+        return "".join(lines)
+    if isinstance(value, list) and value:
+        return "".join(f"{pad}- {_flow(v)}\n" for v in value)
+    return pad + _flow(value) + "\n"
+
+
+# Printable: libyaml refuses control characters (other than tab and breaks) raw in the stream.
+_PRINTABLE = st.text(
+    alphabet=st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="\ufeff"),
+    max_size=10,
+)
+_TEXTS = st.one_of(
+    st.sampled_from(["~", "", "10", "1e3", "true", "yes", "'yes'", "2001-12-14", '"a\\tb"']),
+    st.text(alphabet=string.ascii_letters + string.digits + "./=_-", min_size=1, max_size=12),
+    _PRINTABLE.map(lambda t: "'" + t.replace("'", "''") + "'"),
+    _PRINTABLE.map(lambda t: json.dumps(t, ensure_ascii=False)),
+)
+# Well-typed spellings per field kind, so that most generated documents are accepted.
+_GOOD = {
+    "text": _TEXTS,
+    "key": st.sampled_from(["0", "10", "255", "0xA", "0o17", "1_0", "10.0", "1e2", "~", "<<"]),
+    "bool": st.sampled_from(["true", "False", "yes", "'on'", "N", "~"]),
+    "bootloader": st.sampled_from(["sd-boot", "GRUB", "none", "Dual-Boot", "'grub'", "~"]),
+    "uint": st.sampled_from(["0", "512", "4096", "0x1000", "18446744073709551615", "~"]),
+}
+_PLAIN_VALUES = st.recursive(
+    _TEXTS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(_TEXTS, children, max_size=3),
+    ),
+    max_leaves=8,
+)
+
+
+@st.composite
+def yaml_documents(draw: st.DrawFn) -> bytes:
+    """Schematic-shaped YAML, block or flow: mostly well-typed, else any field, type or key."""
+    good = draw(st.booleans())
+
+    def kind(name: str) -> st.SearchStrategy[object]:
+        return _GOOD[name] if good else _SCALAR_TEXT
+
+    def many(element: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+        return (
+            st.lists(element, max_size=5)
+            if good
+            else st.lists(element, max_size=3) | _yaml_values()
+        )
+
+    def struct(**fields: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+        strategy = st.fixed_dictionaries({}, optional=fields)
+        return strategy if good else strategy | _yaml_values()
+
+    customization = struct(
+        extraKernelArgs=many(kind("text")),
+        meta=many(struct(key=kind("key"), value=kind("text"))),
+        systemExtensions=struct(officialExtensions=many(kind("text"))),
+        bootloader=kind("bootloader"),
+        secureboot=struct(enrollKeys=kind("text"), includeWellKnownCertificates=kind("bool")),
+        diskImage=struct(sectorSize=kind("uint")),
+        embeddedMachineConfiguration=kind("text"),
+    )
+    overlay = struct(
+        image=kind("text"),
+        name=kind("text"),
+        options=st.dictionaries(_TEXTS, _PLAIN_VALUES, max_size=3) if good else _yaml_values(),
+    )
+    fields = {"overlay": overlay, "customization": customization}
+    if not good:
+        fields["owner"] = _SCALAR_TEXT
+    doc: dict[str, object] = draw(st.fixed_dictionaries({}, optional=fields))
+    if not good:
+        for key, value in draw(st.lists(st.tuples(_KEYS, _yaml_values()), max_size=1)):
+            doc[key] = value  # an unknown, repeated-looking or merge key now and then
+    items = list(doc.items())
+    draw(st.randoms()).shuffle(items)
+    text = _flow(dict(items)) + "\n" if draw(st.booleans()) else _block(dict(items), 0)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _outcome(body: bytes, fast: bool) -> tuple[str, str]:
+    try:
+        schematic = parse_schematic(body, source="doc", fast=fast)
+    except InvalidInput as exc:
+        return "error", str(exc)
+    return repr(schematic), schematic.canonical().decode("utf-8", "surrogateescape")
+
+
+@given(yaml_documents())
+@settings(max_examples=400)
+def test_fast_path_agrees_with_slow_path_on_yaml(body: bytes) -> None:
+    assert _outcome(body, fast=True) == _outcome(body, fast=False)
+
+
+@given(schematics(), st.sampled_from([None, 0, 2]), st.booleans())
+def test_fast_path_agrees_with_slow_path_on_json(
+    schematic: Schematic, indent: int | None, compact: bool
+) -> None:
+    document = _document(schematic, reverse=False)
+    separators = (",", ":") if compact else None
+    for ascii_only in (True, False):
+        body = json.dumps(
+            document, indent=indent, separators=separators, ensure_ascii=ascii_only
+        ).encode("utf-8", "surrogatepass")
+        assert _outcome(body, fast=True) == _outcome(body, fast=False)
+
+
+def test_fast_path_reads_plain_documents_and_declines_the_rest() -> None:
+    realistic = (DATA / "realistic.yaml").read_bytes()
+    assert _fast_fields(realistic) is not None
+    assert _fast_fields((DATA / "realistic.json").read_bytes()) is not None
+    assert _fast_fields(b'{"customization":{"extraKernelArgs":["a"]}}') is not None
+    for body in [
+        b"customization: {extraKernelArgs: &a [x]}\n",  # anchors: the event composer bounds them
+        b"customization: {extraKernelArgs: !!seq [x]}\n",  # explicit tags
+        b"customization: {extraKernelArgs: [x], foo: 1}\n",  # errors are worded by the slow path
+        b"customization: {meta: [{key: 300}]}\n",
+        # More collection indicators than MAX_DEPTH: maybe too deep for the C composer.
+        b"overlay: {options: {a: " + b"[" * 196 + b"]" * 196 + b"}}\n",
+        b"",
+    ]:
+        assert _fast_fields(body) is None, body
+    # Overlay options are decoded by the slow constructor inside the fast path.
+    fields = _fast_fields(b"overlay: {options: {a: [1, 0x10, yes, '2'], b: {c: ~}}}\n")
+    assert fields == {"overlay": {"options": {"a": (1, 16, "yes", "2"), "b": {"c": None}}}}
