@@ -150,9 +150,11 @@ class Build:
             return {}
         signer.check()
         digest = hashlib.sha256(signer.cert.read_bytes()).hexdigest()
-        pcr = self.config.secureboot.pcr_key if self.config.secureboot else None
-        pcr_digest = hashlib.sha256(pcr.read_bytes()).hexdigest() if pcr else ""
-        return {"signingCert": digest, "pcrKey": pcr_digest}
+        assert self.config.secureboot is not None
+        pcr = self.config.secureboot.pcr_key
+        if not pcr.is_file():
+            raise InvalidInput(f"Secure Boot PCR signing key {pcr} does not exist")
+        return {"signingCert": digest, "pcrKey": hashlib.sha256(pcr.read_bytes()).hexdigest()}
 
     def uki(self) -> Path:
         line = self.cmdline()
@@ -177,7 +179,9 @@ class Build:
                 epoch=assets.epoch,
                 kind=self.profile.kind,
                 signer=self.signer(),
-                pcr_key=self.config.secureboot.pcr_key if self.config.secureboot else None,
+                pcr_key=self.config.secureboot.pcr_key
+                if self.config.secureboot and self.profile.secureboot
+                else None,
             )
 
         return self.cached("uki", parts, "uki.efi", make)

@@ -91,7 +91,7 @@ class VersionSelection:
 class SecureBootKeys:
     signing_key: Path
     signing_cert: Path
-    pcr_key: Path | None = None
+    pcr_key: Path
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def load_config(path: Path | str) -> Config:
         secureboot = SecureBootKeys(
             signing_key=_path(base, sb["signingKeyPath"]),
             signing_cert=_path(base, sb["signingCertPath"]),
-            pcr_key=_path(base, sb["pcrKeyPath"]) if "pcrKeyPath" in sb else None,
+            pcr_key=_path(base, sb["pcrKeyPath"]),
         )
     return Config(
         path=path,

@@ -18,3 +18,17 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def sample_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample release (one version each side of the 1.10 bootloader/usr-merge line), locked.
+
+    Returns its config.yaml; tests that build copy it and point `store` somewhere of their own.
+    """
+    from imagefactory.cli import main
+
+    out = tmp_path_factory.mktemp("sample-release")
+    assert main(["sample-release", "--out", str(out), "--versions", "v1.7.7,v1.11.5"]) == 0
+    assert main(["lock", "--config", str(out / "config.yaml")]) == 0
+    return out / "config.yaml"

@@ -90,12 +90,13 @@ def test_secure_boot_keys_and_external_url(tmp_path: Path) -> None:
     text = GOOD + (
         "externalURL: https://factory.example/\n"
         "secureBoot:\n  signingKeyPath: sb/key.pem\n  signingCertPath: sb/cert.pem\n"
+        "  pcrKeyPath: sb/pcr.pem\n"
     )
     config = load_config(write(tmp_path, text))
     assert config.external_url == "https://factory.example/"
     assert config.secureboot is not None
     assert config.secureboot.signing_key == tmp_path / "sb/key.pem"
-    assert config.secureboot.pcr_key is None
+    assert config.secureboot.pcr_key == tmp_path / "sb/pcr.pem"
     assert load_config(write(tmp_path, GOOD)).secureboot is None
 
 

@@ -57,8 +57,13 @@ def uefi_args(workdir: Path, *, secure: bool = False) -> list[str]:
     ]  # fmt: skip
 
 
-def boot(args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> BootResult:
-    """Run qemu-system-x86_64 with `args`; return at the marker, a failure, exit or timeout."""
+def boot(
+    args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, marker: re.Pattern[str] = MARKER
+) -> BootResult:
+    """Run qemu-system-x86_64 with `args`; return at the marker, a failure, exit or timeout.
+
+    `cmdline` of the result is the marker's `cmdline` group, or the whole marker line.
+    """
     argv = [
         "qemu-system-x86_64",
         "-accel", "tcg",
@@ -95,9 +100,9 @@ def boot(args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> BootResult
             *complete, buffer = buffer.split(b"\n")
             for raw in complete:
                 line = raw.decode("utf-8", "replace").replace("\r", "")
-                match = MARKER.search(line)
+                match = marker.search(line)
                 if match:
-                    cmdline = match.group("cmdline").strip()
+                    cmdline = match.groupdict().get("cmdline", match.group(0)).strip()
                     break
                 failure = next((f for f in FAILURES if f in line), None)
                 if failure is not None:

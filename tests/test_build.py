@@ -1,0 +1,216 @@
+"""`imagefactory build` on the sample release: each output kind, checked with real tools,
+reproducible across fresh stores, reused within one store, and refused cleanly on bad input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+from build_helpers import private_config, write_schematic
+
+from imagefactory.cli import main
+from imagefactory.config import load_config
+from imagefactory.inputs import LockedSources
+from imagefactory.schematic import parse_schematic
+from imagefactory.versions import TalosVersion
+
+KINDS = [
+    ("v1.11.5", "kernel-amd64"),
+    ("v1.11.5", "cmdline-metal-amd64"),
+    ("v1.11.5", "initramfs-amd64.xz"),
+    ("v1.11.5", "metal-amd64-uki.efi"),
+    ("v1.11.5", "metal-amd64.iso"),
+    ("v1.7.7", "metal-amd64.iso"),
+    ("v1.7.7", "initramfs-amd64.xz"),
+]
+
+
+def build(config: Path, schematic: Path, version: str, asset: str, out: Path) -> int:
+    argv = ["build", "--config", str(config), "--schematic", str(schematic)]
+    return main([*argv, "--version", version, "--asset", asset, "--out", str(out)])
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def two_stores(
+    sample_release: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, Path]:
+    """Every kind built into two fresh stores; returns (schematic, out A, out B)."""
+    base = tmp_path_factory.mktemp("builds")
+    schematic = write_schematic(base)
+    outs = []
+    for name in ("a", "b"):
+        config = private_config(sample_release, base / name)
+        for version, asset in KINDS:
+            assert build(config, schematic, version, asset, base / name / "out" / version) == 0
+        outs.append(base / name / "out")
+    return schematic, outs[0], outs[1]
+
+
+@pytest.mark.parametrize(("version", "asset"), KINDS)
+def test_reproducible_across_fresh_stores(
+    two_stores: tuple[Path, Path, Path], version: str, asset: str
+) -> None:
+    _, out_a, out_b = two_stores
+    assert digest(out_a / version / asset) == digest(out_b / version / asset)
+
+
+def test_kernel_is_the_imagers_vmlinuz(
+    two_stores: tuple[Path, Path, Path], sample_release: Path
+) -> None:
+    sources = LockedSources(load_config(sample_release))
+    assets = sources.boot_assets(TalosVersion.parse("v1.11.5"), "amd64")
+    assert (two_stores[1] / "v1.11.5/kernel-amd64").read_bytes() == assets.kernel.read_bytes()
+
+
+def test_cmdline_asset_is_the_command_line_without_newline(
+    two_stores: tuple[Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    schematic, out, _ = two_stores
+    argv = ["--version", "v1.11.5", "--platform", "metal", "--arch", "amd64"]
+    assert main(["cmdline", *argv, "--schematic", str(schematic)]) == 0
+    expected = capsys.readouterr().out.rstrip("\n")
+    assert (out / "v1.11.5/cmdline-metal-amd64").read_text() == expected
+    assert "talos.environment=INSTALLER_META_BASE64=" in expected
+    assert expected.startswith("talos.platform=metal console=ttyS0 ")
+
+
+def test_uki_sections_in_upstream_order(two_stores: tuple[Path, Path, Path]) -> None:
+    out = subprocess.run(
+        ["objdump", "-h", str(two_stores[1] / "v1.11.5/metal-amd64-uki.efi")],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    names = [line.split()[1] for line in out.splitlines() if line.strip()[:1].isdigit()]
+    added = [
+        n for n in names if n in {".osrel", ".cmdline", ".uname", ".linux", ".initrd", ".profile"}
+    ]
+    assert added[:6] == [".osrel", ".cmdline", ".uname", ".linux", ".initrd", ".profile"]
+
+
+@pytest.mark.parametrize(
+    ("version", "expect"),
+    [("v1.11.5", ["BIOS", "UEFI"]), ("v1.7.7", ["BIOS", "UEFI"])],
+)
+def test_iso_boot_catalog(
+    two_stores: tuple[Path, Path, Path], version: str, expect: list[str]
+) -> None:
+    report = subprocess.run(
+        ["xorriso", "-indev", str(two_stores[1] / version / "metal-amd64.iso"),
+         "-report_el_torito", "plain"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for platform in expect:
+        assert platform in report
+    label = "TALOS_V1_11_5" if version == "v1.11.5" else None
+    if label:
+        info = subprocess.run(
+            ["xorriso", "-indev", str(two_stores[1] / version / "metal-amd64.iso"), "-pvd_info"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert label in info
+
+
+def test_same_store_reuses_the_build(sample_release: Path, tmp_path: Path) -> None:
+    config = private_config(sample_release, tmp_path)
+    schematic = write_schematic(tmp_path)
+    assert build(config, schematic, "v1.11.5", "initramfs-amd64.xz", tmp_path / "o1") == 0
+    first = (tmp_path / "o1/initramfs-amd64.xz").stat()
+    assert build(config, schematic, "v1.11.5", "initramfs-amd64.xz", tmp_path / "o2") == 0
+    second = (tmp_path / "o2/initramfs-amd64.xz").stat()
+    assert (first.st_ino, first.st_mtime_ns) == (second.st_ino, second.st_mtime_ns)
+
+
+def test_schematic_by_id_from_the_schematics_directory(
+    sample_release: Path, tmp_path: Path
+) -> None:
+    schematics = tmp_path / "schematics"
+    schematics.mkdir()
+    path = write_schematic(schematics)
+    config = private_config(sample_release, tmp_path, schematics=str(schematics))
+    schematic_id = parse_schematic(path.read_bytes()).id
+    assert build(config, Path(schematic_id), "v1.11.5", "kernel-amd64", tmp_path / "o") == 0
+    assert (tmp_path / "o/kernel-amd64").is_file()
+    code = build(config, Path("0" * 64), "v1.11.5", "kernel-amd64", tmp_path / "o")
+    assert code == 2
+
+
+BAD = [
+    (
+        "customization:\n  systemExtensions:\n    officialExtensions: [siderolabs/nope]\n",
+        "v1.11.5",
+        "initramfs-amd64.xz",
+        'official extension "siderolabs/nope" is not available for Talos version 1.11.5',
+    ),
+    (
+        "customization:\n  systemExtensions:\n    officialExtensions: [siderolabs/gvisor]\n",
+        "v1.7.7",
+        "metal-amd64.iso",
+        'extension "gvisor": version constraint >= v1.9.0 can\'t be satisfied with Talos version 1.7.7',
+    ),
+    ("customization: {}\n", "v1.9.0", "kernel-amd64", "version 1.9.0 is not available"),
+    (
+        "customization: {}\n",
+        "v1.11.5",
+        "metal-amd64.ssd",
+        'invalid profile path: "metal-amd64.ssd"',
+    ),
+    ("customization: {}\n", "v1.11.5", "metal-amd64-secureboot-uki.efi", "secure boot is disabled"),
+    ("customization: {}\n", "1.11", "kernel-amd64", "invalid Talos version"),
+    ("customization: {unknown: 1}\n", "v1.11.5", "kernel-amd64", "field unknown not found"),
+]
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_leaves_nothing(
+    sample_release: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: tuple[str, str, str, str],
+) -> None:
+    schematic, version, asset, message = case
+    config = private_config(sample_release, tmp_path)
+    out = tmp_path / "out"
+    code = build(config, write_schematic(tmp_path, schematic), version, asset, out)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_secure_boot_uki_is_signed_with_the_configured_key(
+    sample_release: Path, tmp_path: Path
+) -> None:
+    key, cert = tmp_path / "db.key", tmp_path / "db.crt"
+    subprocess.run(
+        ["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+         "-subj", "/CN=factory test db/", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    pcr = tmp_path / "pcr.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(pcr), "2048"], check=True, capture_output=True)
+    sb = {"signingKeyPath": str(key), "signingCertPath": str(cert), "pcrKeyPath": str(pcr)}
+    config = private_config(sample_release, tmp_path, secureBoot=sb)
+    schematic = write_schematic(tmp_path, "customization: {}\n")
+    asset = "metal-amd64-secureboot-uki.efi"
+    assert build(config, schematic, "v1.11.5", asset, tmp_path / "out") == 0
+    uki = tmp_path / "out" / asset
+    ok = subprocess.run(
+        ["sbverify", "--cert", str(cert), str(uki)], check=False, capture_output=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    other = subprocess.run(
+        ["sbverify", "--cert", "/usr/share/ovmf/PkKek-1-snakeoil.pem", str(uki)],
+        check=False,
+        capture_output=True,
+    )
+    assert other.returncode != 0
+    sections = subprocess.run(
+        ["objdump", "-h", str(uki)], check=True, capture_output=True, text=True
+    ).stdout
+    assert ".pcrsig" in sections and ".pcrpkey" in sections
