@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "imagefactory.commands.build_cmd",
 )
 
+
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # argparse already exits 2; keep its message to one line.

@@ -106,7 +106,9 @@ class LockedSources:
                 work = Path(tempfile.mkdtemp(dir=self.trees, prefix=".unpack-"))
                 try:
                     unpack_image(self.target, image, work / "root", self.blobs)
-                    (work / "config.json").write_text(json.dumps({"created": image.config.get("created")}))
+                    (work / "config.json").write_text(
+                        json.dumps({"created": image.config.get("created")})
+                    )
                     os.replace(work / "config.json", config_file)
                     os.replace(work / "root", dest)
                 finally:
