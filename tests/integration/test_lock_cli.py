@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +133,34 @@ def test_lock_against_a_registry_with_a_namespace(
     imager = lock["versions"]["v1.11.5"]["imager"]
     assert imager["repository"] == "lockns/siderolabs/imager"
     assert cli(capsys, "lock", "--check", "--config", str(out / "config.yaml"))[0] == 0
+
+
+def test_every_locked_image_is_pulled_unpacked_and_copied_by_skopeo(
+    registry: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every image the lock pins, read back by our client (both arches) and by Debian's skopeo."""
+    from imagefactory.oci import open_target
+    from imagefactory.oci.pull import pull_image, unpack_image
+
+    out = tmp_path / "pushed"
+    argv = ["sample-release", "--out", str(out), "--versions", "v1.11.5", "--push", registry.host]
+    assert main([*argv, "--namespace", "every"]) == 0
+    assert main(["lock", "--config", str(out / "config.yaml")]) == 0
+    capsys.readouterr()
+    lock = json.loads((out / "sources.lock.json").read_text())["versions"]["v1.11.5"]
+    pinned = [lock["imager"], lock["installer"], lock["extensionsCatalog"], lock["overlaysCatalog"]]
+    pinned += [*lock["extensions"].values(), *lock["overlays"].values()]
+    target = open_target(registry.host, insecure=True)
+    for number, image in enumerate(pinned):
+        for arch in ("amd64", "arm64"):
+            pulled = pull_image(target, image["repository"], image["digest"], arch)
+            dest = tmp_path / f"unpacked-{number}-{arch}"
+            unpack_image(target, pulled, dest)
+            assert any(dest.iterdir()), f"{image['repository']} ({arch}) unpacked to nothing"
+        copied = subprocess.run(
+            ["skopeo", "copy", "--all", "--src-tls-verify=false",
+             f"docker://{registry.host}/{image['repository']}@{image['digest']}",
+             f"oci:{tmp_path / f'skopeo-{number}'}:copy"],
+            capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        assert copied.returncode == 0, copied.stderr
