@@ -6,9 +6,7 @@ Nothing reaches the lock unless its cosign signature verified; `lock --check` co
 from __future__ import annotations
 
 import json
-import os
 import tarfile
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from imagefactory.catalogs import (
 )
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, InvalidInput, NotFound
+from imagefactory.files import write_atomic
 from imagefactory.oci import open_target
 from imagefactory.oci.pull import pull_image
 from imagefactory.oci.target import Target
@@ -234,14 +233,7 @@ def lock_bytes(lock: Mapping[str, Any]) -> bytes:
 def write_lock(config: Config, lock: Mapping[str, Any]) -> Path:
     """Write the lock beside the config: a temporary name, then rename, so readers never see half."""
     path = config.lock_path
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".sources.lock.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(lock_bytes(lock))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lock_bytes(lock))
     return path
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from imagefactory.errors import BuildError, InvalidInput, NotFound
+from imagefactory.files import write_atomic
 from imagefactory.oci import media
 from imagefactory.oci.digest import (
     VerifyingReader,
@@ -90,11 +89,7 @@ class LayoutTarget:
 
     def _write_index(self, manifests: list[dict[str, Any]]) -> None:
         index = {"schemaVersion": 2, "mediaType": media.OCI_INDEX, "manifests": manifests}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".index.json.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(index, indent=2).encode() + b"\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, self.root / "index.json")
+        write_atomic(self.root / "index.json", json.dumps(index, indent=2).encode() + b"\n")
 
     @staticmethod
     def _ref_name(entry: dict[str, Any]) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from imagefactory.errors import InvalidInput
+from imagefactory.files import write_atomic
 from imagefactory.oci.build import push_image
 from imagefactory.oci.layout import LayoutTarget
 from imagefactory.oci.model import Descriptor
@@ -252,17 +252,6 @@ def config_document(request: ReleaseRequest) -> dict[str, Any]:
     }
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_release(request: ReleaseRequest, *, cache: Path | None = None) -> Release:
     """Build, push and sign every image of the release; write config.yaml and the index."""
     out = request.out
@@ -283,7 +272,9 @@ def build_release(request: ReleaseRequest, *, cache: Path | None = None) -> Rele
 
     config = out / CONFIG
     header = "# The sample release: written by `imagefactory sample-release`.\n"
-    _write_atomic(config, header + yaml.safe_dump(config_document(request), sort_keys=False))
+    write_atomic(
+        config, (header + yaml.safe_dump(config_document(request), sort_keys=False)).encode()
+    )
     images = tuple(publisher.images.values())
     kernels = {str(arch): parts[arch].kernel_version for arch in sorted(parts)}
     index = {
@@ -295,5 +286,5 @@ def build_release(request: ReleaseRequest, *, cache: Path | None = None) -> Rele
         "debianPackages": sorted({p for arch in parts for p in parts[arch].packages}),
         "images": [image.to_json() for image in images],
     }
-    _write_atomic(out / INDEX, json.dumps(index, indent=2) + "\n")
+    write_atomic(out / INDEX, (json.dumps(index, indent=2) + "\n").encode())
     return Release(request, images, config, out / PUBLIC_KEY, kernels)

@@ -6,8 +6,6 @@ Signing keys are P-256 (what `cosign generate-key-pair` makes); verification acc
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -15,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from imagefactory.errors import InvalidInput
+from imagefactory.files import write_atomic
 
 PrivateKey = ec.EllipticCurvePrivateKey
 PublicKey = ec.EllipticCurvePublicKey
@@ -97,23 +96,10 @@ def key_id(key: PrivateKey | PublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_private_key(key: PrivateKey, path: Path) -> None:
     """Write the key readable by its owner only (temp name, then rename)."""
-    _write_atomic(path, private_key_pem(key), 0o600)
+    write_atomic(path, private_key_pem(key), 0o600)
 
 
 def save_public_key(key: PrivateKey | PublicKey, path: Path) -> None:
-    _write_atomic(path, public_key_pem(key), 0o644)
+    write_atomic(path, public_key_pem(key), 0o644)
