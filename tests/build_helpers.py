@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -37,4 +38,23 @@ def private_config(sample_config: Path, where: Path, **overrides: object) -> Pat
 def write_schematic(where: Path, text: str = BOOT_SCHEMATIC) -> Path:
     path = where / "schematic.yaml"
     path.write_text(text)
+    return path
+
+
+def signing_pair(where: Path, name: str, subject: str) -> tuple[Path, Path]:
+    """A self-signed RSA key and certificate, as a site's Secure Boot db key would be."""
+    key, cert = where / f"{name}.key", where / f"{name}.crt"
+    subprocess.run(
+        ["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+         "-subj", f"/CN={subject}/", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
+def pcr_key(where: Path) -> Path:
+    path = where / "pcr.key"
+    subprocess.run(
+        ["openssl", "genrsa", "-out", str(path), "2048"], check=True, capture_output=True
+    )
     return path

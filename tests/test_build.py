@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from build_helpers import private_config, write_schematic
+from build_helpers import pcr_key, private_config, signing_pair, write_schematic
 
 from imagefactory.cli import main
 from imagefactory.config import load_config
@@ -186,14 +186,8 @@ def test_bad_input_leaves_nothing(
 def test_secure_boot_uki_is_signed_with_the_configured_key(
     sample_release: Path, tmp_path: Path
 ) -> None:
-    key, cert = tmp_path / "db.key", tmp_path / "db.crt"
-    subprocess.run(
-        ["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-         "-subj", "/CN=factory test db/", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    pcr = tmp_path / "pcr.key"
-    subprocess.run(["openssl", "genrsa", "-out", str(pcr), "2048"], check=True, capture_output=True)
+    key, cert = signing_pair(tmp_path, "db", "factory test db")
+    pcr = pcr_key(tmp_path)
     sb = {"signingKeyPath": str(key), "signingCertPath": str(cert), "pcrKeyPath": str(pcr)}
     config = private_config(sample_release, tmp_path, secureBoot=sb)
     schematic = write_schematic(tmp_path, "customization: {}\n")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import qemu
 import yaml
-from build_helpers import private_config, write_schematic
+from build_helpers import pcr_key, private_config, signing_pair, write_schematic
 
 from imagefactory.cli import main
 from imagefactory.imager import esp
@@ -36,8 +36,7 @@ def built(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         ["openssl", "rsa", "-in", str(SNAKEOIL_KEY), "-passin", "pass:snakeoil", "-out", str(key)],
         check=True, capture_output=True,
     )  # fmt: skip
-    pcr = base / "pcr.key"
-    subprocess.run(["openssl", "genrsa", "-out", str(pcr), "2048"], check=True, capture_output=True)
+    pcr = pcr_key(base)
     sb = {"signingKeyPath": str(key), "signingCertPath": str(SNAKEOIL_CERT), "pcrKeyPath": str(pcr)}
     config = private_config(sample_release, base, secureBoot=sb)
     schematic = write_schematic(base)
@@ -123,12 +122,7 @@ def test_secure_boot_uki_boots_with_secure_boot_on(built: dict[str, Path]) -> No
 
 def test_uki_signed_by_an_untrusted_key_is_refused(built: dict[str, Path]) -> None:
     work = built["work"]
-    key, cert = work / "other.key", work / "other.crt"
-    subprocess.run(
-        ["openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-         "-subj", "/CN=not trusted/", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    key, cert = signing_pair(work, "other", "not trusted")
     signed = work / "other-signed.efi"
     subprocess.run(
         ["sbsign", "--key", str(key), "--cert", str(cert), "--output", str(signed),
