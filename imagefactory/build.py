@@ -22,6 +22,7 @@ from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.imager.extensions import resolve_extensions
 from imagefactory.imager.initramfs import build_initramfs
 from imagefactory.imager.iso import IsoInputs, build_iso
+from imagefactory.imager.overlay import get_options
 from imagefactory.imager.pesign import SecureBootSigner
 from imagefactory.imager.uki import build_uki
 from imagefactory.imager.virtual import virtual_extensions
@@ -128,13 +129,17 @@ class Build:
 
         return self.cached("initramfs", parts, "initramfs.xz", make)
 
+    def overlay_kernel_args(self) -> tuple[str, ...]:
+        """The overlay installer's kernel arguments; upstream asks only for boot media, not cmdline-."""
+        overlay = self.schematic.overlay
+        if not overlay.name or self.profile.kind in {OutputKind.CMDLINE, OutputKind.KERNEL}:
+            return ()
+        entry = self.sources.overlay_entry(self.version, overlay.name)
+        root = self.sources.overlay_tree(entry)
+        return get_options(root, overlay.name, overlay.options).kernel_args
+
     def cmdline(self) -> str:
-        if self.schematic.overlay.image:
-            raise BuildError(
-                "schematics with an overlay are not built by this imager yet "
-                "(the overlay's kernel arguments come from its installer)"
-            )
-        return cmdline.build(self.profile)
+        return cmdline.build(self.profile, overlay_kernel_args=self.overlay_kernel_args())
 
     def signer(self) -> SecureBootSigner | None:
         if not self.profile.secureboot:
@@ -256,14 +261,22 @@ def build_asset(
     if builder is None:
         raise BuildError(f"{asset_path}: {profile.kind} assets are not built by this factory yet")
     build = Build(config, sources, schematic, profile)
-    # Unknown extensions and missing Secure Boot keys are refused before any work.
-    extensions = sources.extension_digests(version, schematic.customization.official_extensions)
+    # Unknown extensions and overlays, and missing Secure Boot keys, are refused before any work;
+    # kernel and cmdline carry neither, so upstream does not look them up for those.
+    extensions: dict[str, str] = {}
+    overlay = ""
+    if profile.kind not in {OutputKind.CMDLINE, OutputKind.KERNEL}:
+        names = schematic.customization.official_extensions
+        extensions = sources.extension_digests(version, names)
+        if schematic.overlay.name:
+            overlay = sources.overlay_entry(version, schematic.overlay.name)["digest"]
     parts = {
         "asset": profile.canonical_path,
         "profile": profile.to_json(),
         "schematic": schematic.id,
         "imager": build.imager_digest(),
         "extensions": sorted(extensions.items()),
+        "overlay": overlay,
         **build._signer_parts(),
     }
     return build.cached(

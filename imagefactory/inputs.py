@@ -23,6 +23,7 @@ from imagefactory.errors import BuildError, InvalidInput, NotFound
 from imagefactory.oci import open_target
 from imagefactory.oci.pull import pull_image, unpack_image
 from imagefactory.oci.target import Target
+from imagefactory.quirks import quirks_for
 from imagefactory.sources import read_lock
 from imagefactory.store import Store
 from imagefactory.versions import TalosVersion
@@ -139,6 +140,22 @@ class LockedSources:
                 )
             found[name] = locked_exts[resolved]["digest"]
         return found
+
+    def overlay_entry(self, version: TalosVersion, name: str) -> dict[str, Any]:
+        if not quirks_for(version).overlays:
+            raise InvalidInput(f"overlay is not supported for Talos version {version.tag}")
+        entry = self.version_entry(version)["overlays"].get(name)
+        if entry is None:
+            raise InvalidInput(
+                f'official overlay "{name}" is not available for Talos version {version.tag}'
+            )
+        result: dict[str, Any] = entry
+        return result
+
+    def overlay_tree(self, entry: Mapping[str, Any]) -> Path:
+        """The overlay image for the build host: its installers run here, as upstream's do."""
+        root, _ = self._tree(entry["repository"], entry["digest"], IMAGER_PLATFORM)
+        return root
 
     def extension_trees(
         self, version: TalosVersion, names: tuple[str, ...], arch: str

@@ -13,6 +13,7 @@ from build_helpers import pcr_key, private_config, signing_pair, write_schematic
 
 from imagefactory.cli import main
 from imagefactory.config import load_config
+from imagefactory.errors import InvalidInput
 from imagefactory.inputs import LockedSources
 from imagefactory.schematic import parse_schematic
 from imagefactory.versions import TalosVersion
@@ -208,3 +209,62 @@ def test_secure_boot_uki_is_signed_with_the_configured_key(
         ["objdump", "-h", str(uki)], check=True, capture_output=True, text=True
     ).stdout
     assert ".pcrsig" in sections and ".pcrpkey" in sections
+
+
+OVERLAY = """\
+overlay:
+  image: siderolabs/sbc-raspberrypi
+  name: rpi_generic
+  options:
+    baudRate: 9600
+"""
+
+
+def uki_cmdline(uki: Path) -> str:
+    """The first .cmdline section, read with the PE/COFF headers (binutils here knows no arm64 PE)."""
+    data = uki.read_bytes()
+    pe = int.from_bytes(data[0x3C:0x40], "little")
+    count = int.from_bytes(data[pe + 6 : pe + 8], "little")
+    table = pe + 24 + int.from_bytes(data[pe + 20 : pe + 22], "little")
+    for entry in range(table, table + 40 * count, 40):
+        if data[entry : entry + 8].rstrip(b"\0") == b".cmdline":
+            size = int.from_bytes(data[entry + 8 : entry + 12], "little")
+            start = int.from_bytes(data[entry + 20 : entry + 24], "little")
+            return data[start : start + size].decode().rstrip("\0")
+    raise AssertionError("no .cmdline section")
+
+
+def test_overlay_kernel_args_come_from_its_installer(sample_release: Path, tmp_path: Path) -> None:
+    config = private_config(sample_release, tmp_path)
+    schematic = write_schematic(tmp_path, OVERLAY)
+    out = tmp_path / "out"
+    assert build(config, schematic, "v1.11.5", "metal-arm64-uki.efi", out) == 0
+    line = uki_cmdline(out / "metal-arm64-uki.efi")
+    assert "console=ttyAMA0,9600" in line and "talos.dashboard.disabled=1" in line
+    # Upstream asks the overlay only for boot media: the cmdline- asset has none of its arguments.
+    assert build(config, schematic, "v1.11.5", "cmdline-metal-arm64", out) == 0
+    assert "ttyAMA0,9600" not in (out / "cmdline-metal-arm64").read_text()
+
+
+def test_unknown_overlay_is_refused(
+    sample_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = private_config(sample_release, tmp_path)
+    schematic = write_schematic(tmp_path, OVERLAY.replace("rpi_generic", "nope"))
+    code = build(config, schematic, "v1.11.5", "metal-arm64.iso", tmp_path / "out")
+    err = capsys.readouterr().err
+    assert code == 2
+    assert 'official overlay "nope" is not available for Talos version v1.11.5' in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_overlays_need_talos_1_7(sample_release: Path) -> None:
+    sources = LockedSources(load_config(sample_release))
+    with pytest.raises(InvalidInput, match=r"overlay is not supported for Talos version v1\.6\.0"):
+        sources.overlay_entry(TalosVersion.parse("1.6.0"), "rpi_generic")
+
+
+def test_kernel_does_not_look_up_extensions(sample_release: Path, tmp_path: Path) -> None:
+    config = private_config(sample_release, tmp_path)
+    text = "customization:\n  systemExtensions:\n    officialExtensions: [siderolabs/nope]\n"
+    assert build(config, write_schematic(tmp_path, text), "v1.11.5", "kernel-amd64", tmp_path) == 0
