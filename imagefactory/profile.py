@@ -283,7 +283,7 @@ def _resolve(
     custom = schematic.customization
     platform = get_platform(request.platform)
     kind = request.kind
-    args, meta = _customization(kind, request.secureboot, quirks, schematic)
+    args, meta = _customization(kind, request.secureboot, schematic)
     enroll = _enroll_keys(custom.secureboot.enroll_keys) if request.secureboot else None
     common: dict[str, Any] = {
         "asset_path": request.path,
@@ -363,17 +363,19 @@ def _check_supported(
 
 
 def _customization(
-    kind: OutputKind, secureboot: bool, quirks: Quirks, schematic: Schematic
+    kind: OutputKind, secureboot: bool, schematic: Schematic
 ) -> tuple[tuple[str, ...], tuple[MetaValue, ...]]:
-    """Which schematic kernel args and META reach the imager for this kind (EnhanceFromSchematic)."""
+    """Which schematic kernel args and META reach the imager for this kind (EnhanceFromSchematic).
+
+    Kernel and initramfs carry neither; a non-Secure-Boot installer neither (its kernel and
+    initramfs take no command line); a Secure Boot installer the args only (META is written at
+    install time); every other kind, the UKI included, both.
+    """
     custom = schematic.customization
     if kind in (OutputKind.KERNEL, OutputKind.INITRAMFS):
         return (), ()
-    if kind in (OutputKind.INSTALLER, OutputKind.UKI):
-        # The UKI embeds the args; older non-SB installers carried kernel+initramfs without them.
-        if secureboot or quirks.unified_installer:
-            return custom.extra_kernel_args, ()
-        return (), ()
+    if kind is OutputKind.INSTALLER:
+        return (custom.extra_kernel_args if secureboot else ()), ()
     return custom.extra_kernel_args, custom.meta
 
 

@@ -271,9 +271,11 @@ def test_meta_goes_on_the_cmdline_except_for_disk_images() -> None:
     )
     assert env not in line("metal-amd64.raw.zst", "1.11.0", schematic)
     assert line("metal-amd64.raw.zst", "1.11.0", schematic).endswith(" nolapic")
-    # The factory hands META only to cmdline, ISO and disk image builds.
-    assert env not in line("metal-amd64-uki.efi", "1.11.0", schematic)
+    # EnhanceFromSchematic: every kind but kernel, initramfs and the installer gets META.
+    assert line("metal-amd64-uki.efi", "1.11.0", schematic).endswith(f" {env} nolapic")
+    assert line("metal-amd64-uki.efi", "1.9.0", schematic).endswith(f" {env} nolapic")
     assert env not in line("installer-amd64.tar", "1.11.0", schematic)
+    assert env not in line("installer-amd64-secureboot.tar", "1.11.0", schematic)
 
 
 def test_meta_gzip_from_1_6_3() -> None:
@@ -293,9 +295,10 @@ def test_meta_gzip_from_1_6_3() -> None:
         ("initramfs-amd64.xz", "1.11.0", False),
         ("installer-amd64.tar", "1.9.0", False),
         ("installer-amd64-secureboot.tar", "1.9.0", True),
-        ("installer-amd64.tar", "1.10.0", True),
-        ("aws-installer-amd64.tar", "1.10.0", True),
-        ("metal-amd64-uki.efi", "1.9.0", False),
+        ("installer-amd64.tar", "1.10.0", False),
+        ("aws-installer-amd64.tar", "1.10.0", False),
+        ("aws-installer-amd64-secureboot.tar", "1.10.0", True),
+        ("metal-amd64-uki.efi", "1.9.0", True),
         ("metal-amd64-uki.efi", "1.10.0-alpha.0", True),
         ("metal-amd64.iso", "1.5.0", True),
         ("metal-amd64.raw.xz", "1.5.0", True),

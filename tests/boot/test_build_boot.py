@@ -23,6 +23,7 @@ from imagefactory.schematic import parse_schematic
 
 VERSION = "v1.11.5"
 DONE = re.compile(r"TALOS-SAMPLE done")
+META = "talos.environment=INSTALLER_META_BASE64=MHhhPXsiZXh0ZXJuYWxJUHMiOlsiMS4yLjMuNCJdfQ=="
 SNAKEOIL_KEY = Path("/usr/share/ovmf/PkKek-1-snakeoil.key")
 SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")
 
@@ -94,7 +95,7 @@ def test_kernel_and_initramfs_boot_directly(built: dict[str, Path]) -> None:
     )  # fmt: skip
     seen = check_markers(built, result)
     assert seen == cmdline
-    assert "talos.marker=factory-test" in seen and "INSTALLER_META_BASE64=" in seen
+    assert "talos.marker=factory-test" in seen and META in seen
 
 
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])
@@ -103,13 +104,15 @@ def test_iso_boots(built: dict[str, Path], firmware: str) -> None:
     result = qemu.boot([*firmware_args, "-cdrom", str(built["metal-amd64.iso"])], marker=DONE)
     seen = check_markers(built, result)
     assert "talos.halt_if_installed=1" in seen and "talos.marker=factory-test" in seen
+    assert META in seen
 
 
 def test_uki_boots_from_fat_under_ovmf(built: dict[str, Path]) -> None:
     image = fat_with(built["work"], built["metal-amd64-uki.efi"])
     drive = ["-drive", f"file={image},format=raw,if=virtio,snapshot=on"]
     result = qemu.boot([*qemu.uefi_args(built["work"]), *drive], marker=DONE)
-    assert "talos.marker=factory-test" in check_markers(built, result)
+    seen = check_markers(built, result)
+    assert "talos.marker=factory-test" in seen and META in seen
 
 
 def test_secure_boot_uki_boots_with_secure_boot_on(built: dict[str, Path]) -> None:
