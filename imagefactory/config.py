@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import yaml
 
 from imagefactory.errors import InvalidInput
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# Shipped inside the package (workflow/schemas links to it for Snakemake's validate).
+SCHEMA_RESOURCE = ("imagefactory.schemas", "config.schema.yaml")
 MAX_CONFIG_BYTES = 1 << 20
 LOCK_FILE_NAME = "sources.lock.json"
 LAYOUT_PREFIX = "oci-layout:"
@@ -112,7 +114,8 @@ class Config:
 
 @cache
 def _schema() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(SCHEMA_PATH.read_text())
+    package, name = SCHEMA_RESOURCE
+    loaded: dict[str, Any] = yaml.safe_load(resources.files(package).joinpath(name).read_text())
     return loaded
 
 
@@ -126,6 +129,9 @@ def _to_python(node: yaml.Node, marks: dict[YamlPath, int], path: YamlPath) -> A
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
+            if key in result:
+                line = key_node.start_mark.line + 1
+                raise yaml.MarkedYAMLError(problem=f"line {line}: duplicate key {key!r}")
             marks[(*path, key)] = key_node.start_mark.line + 1
             result[key] = _to_python(value_node, marks, (*path, key))
         return result
@@ -143,12 +149,13 @@ def _load_with_lines(path: Path) -> tuple[Any, dict[YamlPath, int]]:
         raise InvalidInput(f"{path}: config is larger than {MAX_CONFIG_BYTES} bytes")
     try:
         node = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
+        if node is None:
+            raise InvalidInput(f"{path}: config is empty")
+        marks: dict[YamlPath, int] = {}
+        return _to_python(node, marks, ()), marks
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{path}: not valid YAML: {exc}") from exc
-    if node is None:
-        raise InvalidInput(f"{path}: config is empty")
-    marks: dict[YamlPath, int] = {}
-    return _to_python(node, marks, ()), marks
+        message = " ".join(str(exc).split())
+        raise InvalidInput(f"{path}: not valid YAML: {message}") from exc
 
 
 def _line_of(marks: Mapping[YamlPath, int], path: YamlPath) -> int:

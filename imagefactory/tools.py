@@ -9,7 +9,9 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -19,6 +21,8 @@ from imagefactory.errors import BuildError, ToolError
 log = logging.getLogger(__name__)
 
 STDERR_TAIL_BYTES = 4096
+# Long enough for mksquashfs -18 of a large extension on a slow machine; a hung tool still ends.
+DEFAULT_TIMEOUT = 3600.0
 
 
 def require(tool: str) -> str:
@@ -29,6 +33,13 @@ def require(tool: str) -> str:
     return found
 
 
+def _tail(stream: IO[bytes]) -> str:
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    stream.seek(max(0, size - STDERR_TAIL_BYTES))
+    return stream.read().decode("utf-8", "replace")
+
+
 def run(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -36,27 +47,43 @@ def run(
     env: Mapping[str, str] | None = None,
     stdin: bytes | IO[bytes] | None = None,
     stdout: IO[bytes] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
 ) -> bytes:
-    """Run argv; return its stdout (unless redirected to `stdout`); raise ToolError on failure."""
+    """Run argv; return its stdout (unless redirected to `stdout`); raise ToolError on failure.
+
+    stderr goes to a temporary file (noisy tools such as grub-mkrescue --verbose stay out of memory);
+    on a timeout the tool's whole process group is killed.
+    """
     args = [os.fspath(a) for a in argv]
     log.info("run: %s", shlex.join(args))
     full_env = None if env is None else {**os.environ, **env}
     input_bytes = stdin if isinstance(stdin, bytes) else None
     stdin_file = None if isinstance(stdin, bytes) or stdin is None else stdin
-    try:
-        proc = subprocess.run(
-            args,
-            cwd=cwd,
-            env=full_env,
-            input=input_bytes,
-            stdin=stdin_file if input_bytes is None else None,
-            stdout=stdout if stdout is not None else subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise BuildError(f"required tool {args[0]!r} is not installed (see README: setup)") from exc
-    if proc.returncode != 0:
-        tail = proc.stderr[-STDERR_TAIL_BYTES:].decode("utf-8", "replace")
-        raise ToolError(args, proc.returncode, tail)
-    return proc.stdout if stdout is None else b""
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(
+                args,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.PIPE if input_bytes is not None else stdin_file,
+                stdout=stdout if stdout is not None else subprocess.PIPE,
+                stderr=errors,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise BuildError(
+                f"required tool {args[0]!r} is not installed (see README: setup)"
+            ) from exc
+        try:
+            out, _ = proc.communicate(input_bytes, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise ToolError(args, -signal.SIGKILL, f"killed after {timeout:.0f} s") from None
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        if proc.returncode != 0:
+            raise ToolError(args, proc.returncode, _tail(errors))
+    return out if stdout is None else b""

@@ -104,3 +104,19 @@ def test_secure_boot_needs_both_key_and_certificate(tmp_path: Path) -> None:
     text = GOOD + "secureBoot:\n  signingKeyPath: sb/key.pem\n"
     with pytest.raises(InvalidInput, match="secureBoot: 'signingCertPath' is a required property"):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (GOOD + "sources: {}\n", "duplicate key 'sources'"),
+        (GOOD.replace("insecure: true", "insecure: !!python/name:os.system"), "not valid YAML"),
+        ("\xff\xfe".encode("latin-1").decode("latin-1"), "not valid YAML"),
+    ],
+)
+def test_unsafe_or_ambiguous_yaml_is_bad_input(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(text.encode("latin-1") if text.startswith("\xff") else text.encode())
+    with pytest.raises(InvalidInput, match=message) as info:
+        load_config(path)
+    assert "\n" not in str(info.value)

@@ -30,7 +30,7 @@ def get_options(root: Path, name: str, extra_options: Mapping[str, Any]) -> Over
         raise BuildError(f"overlay {name!r}: the overlay image has no installers/{name}")
     stdin = yaml.safe_dump(dict(extra_options), sort_keys=True).encode() if extra_options else b""
     try:
-        answer = tools.run([installer, "get-options"], cwd=root, stdin=stdin)
+        answer = tools.run([installer, "get-options"], cwd=root, stdin=stdin, timeout=60)
     except ToolError as exc:
         raise BuildError(
             f"overlay {name!r}: get-options failed: {exc.stderr_tail.strip()}"
