@@ -20,11 +20,12 @@ from typing import Any
 from imagefactory.catalogs import resolve_extension_name
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, InvalidInput, NotFound
+from imagefactory.imager.extensions import check_constraint, unavailable
 from imagefactory.oci import open_target
 from imagefactory.oci.pull import pull_image, unpack_image
 from imagefactory.oci.target import Target
 from imagefactory.quirks import quirks_for
-from imagefactory.sources import read_lock
+from imagefactory.sources import check_lock_source, read_lock
 from imagefactory.store import Store
 from imagefactory.versions import TalosVersion
 
@@ -83,6 +84,7 @@ class LockedSources:
     def __init__(self, config: Config, *, target: Target | None = None) -> None:
         self.config = config
         self.lock = read_lock(config)
+        check_lock_source(config, self.lock)
         src = config.sources
         self.target = target or open_target(
             src.registry, insecure=src.insecure, username=src.username, password=src.password()
@@ -128,17 +130,22 @@ class LockedSources:
                 )
         return assets
 
-    def extension_digests(self, version: TalosVersion, names: tuple[str, ...]) -> dict[str, str]:
-        """Schematic names -> locked digests; an unknown name fails here, before any work."""
+    def locked_extension(self, version: TalosVersion, name: str) -> dict[str, Any]:
+        """A schematic's extension name (or its upstream alias) -> its lock entry."""
         locked_exts = self.version_entry(version)["extensions"]
+        entry = locked_exts.get(name) or locked_exts.get(resolve_extension_name(name))
+        if entry is None:
+            raise unavailable(name, version)
+        result: dict[str, Any] = entry
+        return result
+
+    def extension_digests(self, version: TalosVersion, names: tuple[str, ...]) -> dict[str, str]:
+        """Schematic names -> locked digests, each compatible with the version, before any fetch."""
         found = {}
         for name in names:
-            resolved = name if name in locked_exts else resolve_extension_name(name)
-            if resolved not in locked_exts:
-                raise InvalidInput(
-                    f'official extension "{name}" is not available for Talos version {version}'
-                )
-            found[name] = locked_exts[resolved]["digest"]
+            entry = self.locked_extension(version, name)
+            check_constraint(entry["manifestName"], entry["talosVersion"], version)
+            found[name] = entry["digest"]
         return found
 
     def overlay_entry(self, version: TalosVersion, name: str) -> dict[str, Any]:
@@ -161,10 +168,8 @@ class LockedSources:
         self, version: TalosVersion, names: tuple[str, ...], arch: str
     ) -> dict[str, Path]:
         """name -> unpacked extension root (manifest.yaml + rootfs/) for that arch."""
-        locked_exts = self.version_entry(version)["extensions"]
         trees = {}
         for name in names:
-            resolved = name if name in locked_exts else resolve_extension_name(name)
-            entry = locked_exts[resolved]
+            entry = self.locked_extension(version, name)
             trees[name], _ = self._tree(entry["repository"], entry["digest"], arch)
         return trees

@@ -21,6 +21,7 @@ from imagefactory.catalogs import (
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, InvalidInput, NotFound
 from imagefactory.files import write_atomic
+from imagefactory.imager.extensions import Manifest, parse_manifest
 from imagefactory.oci import open_target
 from imagefactory.oci.pull import pull_image
 from imagefactory.oci.target import Target
@@ -145,16 +146,21 @@ class SourceReader:
         wanted = set(names)
         found: dict[str, bytes] = {}
         for layer in image.layers:
-            with (
-                self.target.open_blob(pinned.repository, layer.digest) as blob,
-                tarfile.open(fileobj=blob, mode="r|*") as archive,
-            ):
-                for member in archive:
-                    name = member.name.removeprefix("./").lstrip("/")
-                    if name in wanted and member.isfile():
-                        extracted = archive.extractfile(member)
-                        if extracted is not None:
-                            found[name] = extracted.read()
+            # Closing the blob reads it to the end and checks its digest, which tarfile alone
+            # never would: it stops at the end-of-archive blocks.
+            with self.target.open_blob(pinned.repository, layer.digest) as blob:
+                try:
+                    with tarfile.open(fileobj=blob, mode="r|*") as archive:
+                        for member in archive:
+                            name = member.name.removeprefix("./").lstrip("/")
+                            if name in wanted and member.isfile():
+                                extracted = archive.extractfile(member)
+                                if extracted is not None:
+                                    found[name] = extracted.read()
+                except tarfile.TarError as exc:
+                    # Raised inside the with: a digest mismatch found on close takes its place.
+                    what = f"{image.reference}: layer {layer.digest}"
+                    raise BuildError(f"{what}: not a valid tar: {exc}") from None
         return found
 
     def extensions(self, catalog: PinnedImage) -> tuple[ExtensionEntry, ...]:
@@ -165,6 +171,12 @@ class SourceReader:
         return parse_extensions(
             files["image-digests"].decode(), descriptions.decode() if descriptions else None
         )
+
+    def manifest(self, extension: PinnedImage) -> Manifest:
+        files = self.read_files(extension, ["manifest.yaml"])
+        if "manifest.yaml" not in files:
+            raise BuildError(f"{extension.repository}@{extension.digest}: no manifest.yaml")
+        return parse_manifest(files["manifest.yaml"], source=extension.repository)
 
     def overlays(self, catalog: PinnedImage) -> tuple[OverlayEntry, ...]:
         files = self.read_files(catalog, ["overlays.yaml"])
@@ -189,11 +201,15 @@ class SourceReader:
         extensions = {}
         for ext in self.extensions(catalog):
             pinned = self.pin(ext.name, ext.image.digest, tag=ext.image.tag)
+            manifest = self.manifest(pinned)
             extensions[ext.name] = {
                 **pinned.to_json(),
                 "ref": ext.ref,
                 "author": ext.author,
                 "description": ext.description,
+                # Kept so that a build refuses an incompatible extension before fetching anything.
+                "manifestName": manifest.metadata.name,
+                "talosVersion": manifest.metadata.talos_version,
             }
         entry["extensions"] = dict(sorted(extensions.items()))
         entry["overlaysCatalog"] = None
@@ -212,18 +228,36 @@ class SourceReader:
         return entry
 
 
-def make_lock(config: Config, reader: SourceReader | None = None) -> dict[str, Any]:
-    reader = reader or SourceReader(config)
+def lock_source(config: Config) -> dict[str, str]:
+    """What a lock was made from: builds refuse a lock made from another source or policy."""
     src = config.sources
     return {
+        "registry": src.registry,
+        "namespace": src.namespace,
+        "verification": src.verify.describe(),
+    }
+
+
+def make_lock(config: Config, reader: SourceReader | None = None) -> dict[str, Any]:
+    if config.sources.verify.disabled:
+        raise InvalidInput(
+            f"{config.path}: sources.verify is disabled, and nothing unverified goes into a lock; "
+            "configure publicKey or keyless"
+        )
+    reader = reader or SourceReader(config)
+    return {
         "lockFormat": LOCK_FORMAT,
-        "source": {
-            "registry": src.registry,
-            "namespace": src.namespace,
-            "verification": src.verify.describe(),
-        },
+        "source": lock_source(config),
         "versions": {v.tag: reader.lock_version(v) for v in reader.selected_versions()},
     }
+
+
+def check_lock_source(config: Config, lock: Mapping[str, Any]) -> None:
+    if lock.get("source") != lock_source(config):
+        raise InvalidInput(
+            f"{config.lock_path}: made from another source or verification than {config.path} "
+            "names; run `imagefactory lock`"
+        )
 
 
 def lock_bytes(lock: Mapping[str, Any]) -> bytes:

@@ -150,7 +150,7 @@ BAD = [
         "customization:\n  systemExtensions:\n    officialExtensions: [siderolabs/nope]\n",
         "v1.11.5",
         "initramfs-amd64.xz",
-        'official extension "siderolabs/nope" is not available for Talos version 1.11.5',
+        'official extension "siderolabs/nope" is not available for Talos version v1.11.5',
     ),
     (
         "customization:\n  systemExtensions:\n    officialExtensions: [siderolabs/gvisor]\n",

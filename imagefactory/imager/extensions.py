@@ -163,18 +163,27 @@ def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def check_compatible(extension: ExtensionTree, version: TalosVersion) -> None:
-    """Upstream's constraint check against the release (pre-release dropped), before any work."""
-    constraint = extension.manifest.metadata.talos_version
+def check_constraint(name: str, constraint: str, version: TalosVersion) -> None:
+    """Upstream's constraint check against the release (pre-release dropped)."""
     try:
         ok = satisfies(constraint, version)
     except InvalidInput as exc:
-        raise InvalidInput(f"error validating extension {_quote(extension.name)}: {exc}") from exc
+        raise InvalidInput(f"error validating extension {_quote(name)}: {exc}") from exc
     if not ok:
         raise InvalidInput(
-            f"error validating extension {_quote(extension.name)}: version constraint {constraint} "
+            f"error validating extension {_quote(name)}: version constraint {constraint} "
             f"can't be satisfied with Talos version {version}"
         )
+
+
+def check_compatible(extension: ExtensionTree, version: TalosVersion) -> None:
+    check_constraint(extension.name, extension.manifest.metadata.talos_version, version)
+
+
+def unavailable(name: str, version: TalosVersion) -> InvalidInput:
+    return InvalidInput(
+        f"official extension {_quote(name)} is not available for Talos version {version.tag}"
+    )
 
 
 def resolve_extensions(
@@ -190,9 +199,7 @@ def resolve_extensions(
         if path is None:
             path = catalog.get(resolve_extension_name(name))
         if path is None:
-            raise InvalidInput(
-                f"official extension {_quote(name)} is not available for Talos version {version.tag}"
-            )
+            raise unavailable(name, version)
         trees.append(load_extension(path))
     for tree in trees:
         check_compatible(tree, version)

@@ -164,3 +164,40 @@ def test_every_locked_image_is_pulled_unpacked_and_copied_by_skopeo(
             capture_output=True, text=True, check=False, timeout=120,
         )  # fmt: skip
         assert copied.returncode == 0, copied.stderr
+
+
+def test_disabled_verification_writes_no_lock(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    path = release / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["sources"]["verify"] = {"disabled": True}
+    path.write_text(yaml.safe_dump(config))
+    code, _, err = cli(capsys, "lock", "--config", str(path))
+    assert code == 2 and "nothing unverified goes into a lock" in err
+    assert not (release / "sources.lock.json").exists()
+
+
+def test_build_refuses_a_lock_made_from_another_source(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    path = release / "config.yaml"
+    assert cli(capsys, "lock", "--config", str(path))[0] == 0
+    config = yaml.safe_load(path.read_text())
+    config["sources"]["namespace"] = "elsewhere"
+    path.write_text(yaml.safe_dump(config))
+    (tmp_path / "s.yaml").write_text("customization: {}\n")
+    argv = ["build", "--config", str(path), "--schematic", str(tmp_path / "s.yaml")]
+    code, _, err = cli(
+        capsys,
+        *argv,
+        "--version",
+        "v1.11.5",
+        "--asset",
+        "kernel-amd64",
+        "--out",
+        str(tmp_path / "o"),
+    )
+    assert code == 2 and "made from another source" in err
