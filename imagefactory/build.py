@@ -285,7 +285,10 @@ def build_asset(
 
 
 def link_into(source: Path, out_dir: Path, name: str) -> Path:
-    """Place a built file at out_dir/name: hard link (or copy) to a temporary name, then rename."""
+    """Place a built file at out_dir/name: copy to a temporary name, then rename.
+
+    A copy, not a hard link: editing a published file must never change the store's.
+    """
     if "/" in name or name in {"", ".", ".."}:
         raise InvalidInput(f"invalid asset path: {name!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -293,10 +296,7 @@ def link_into(source: Path, out_dir: Path, name: str) -> Path:
     tmp = out_dir / f".{name}.tmp-{os.getpid()}"
     tmp.unlink(missing_ok=True)
     try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
+        shutil.copyfile(source, tmp)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -37,7 +37,7 @@ IMAGER_PLATFORM = "amd64"
 def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on `path`.lock, so parallel builds of one key do the work once."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "wb") as handle:
+    with open(f"{path}.lock", "ab") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 

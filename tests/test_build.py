@@ -125,10 +125,13 @@ def test_same_store_reuses_the_build(sample_release: Path, tmp_path: Path) -> No
     config = private_config(sample_release, tmp_path)
     schematic = write_schematic(tmp_path)
     assert build(config, schematic, "v1.11.5", "initramfs-amd64.xz", tmp_path / "o1") == 0
-    first = (tmp_path / "o1/initramfs-amd64.xz").stat()
+    store = tmp_path / "store" / "builds"
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
+    (tmp_path / "o1/initramfs-amd64.xz").write_bytes(b"edited by hand")
     assert build(config, schematic, "v1.11.5", "initramfs-amd64.xz", tmp_path / "o2") == 0
-    second = (tmp_path / "o2/initramfs-amd64.xz").stat()
-    assert (first.st_ino, first.st_mtime_ns) == (second.st_ino, second.st_mtime_ns)
+    after = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
+    assert before == after  # nothing rebuilt, nothing rewritten
+    assert (tmp_path / "o2/initramfs-amd64.xz").read_bytes()[:4] != b"edit"
 
 
 def test_schematic_by_id_from_the_schematics_directory(

@@ -24,6 +24,8 @@ from imagefactory.oci.registry import RegistryTarget
 from imagefactory.signing import cosign, keys
 
 SIGNER = "releasemgr@siderolabs.com"
+# The verifier comes from Debian trixie's archive, not from the project's set-up.
+pytestmark = pytest.mark.may_skip
 
 
 @pytest.fixture(scope="module")
