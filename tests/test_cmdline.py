@@ -396,7 +396,7 @@ def test_cli_kind_and_secureboot(capsys: pytest.CaptureFixture[str]) -> None:
                 "--schematic",
                 "/nonexistent",
             ],
-            "cannot read schematic /nonexistent",
+            "/nonexistent: no such file",
         ),
     ],
 )

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from imagefactory.errors import InvalidInput
+from imagefactory.schematic import Schematic, parse_schematic
+from imagefactory.yamlload import MAX_BYTES
 
 DEFAULT_CONFIG = "config/config.yaml"
 
@@ -15,3 +21,17 @@ def common_options() -> argparse.ArgumentParser:
     )
     common.add_argument("-v", "--verbose", action="store_true", help="log every tool run")
     return common
+
+
+def read_schematic(file: str) -> Schematic:
+    """The schematic in FILE (`-`: standard input), read no further than the size bound."""
+    if file == "-":
+        return parse_schematic(sys.stdin.buffer.read(MAX_BYTES + 1), source="<stdin>")
+    try:
+        with Path(file).open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise InvalidInput(f"{file}: no such file") from None
+    except OSError as exc:
+        raise InvalidInput(f"{file}: cannot read: {exc.strerror}") from None
+    return parse_schematic(data, source=file)

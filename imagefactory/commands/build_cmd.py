@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from imagefactory.build import build_asset, link_into
-from imagefactory.commands import common_options
+from imagefactory.commands import common_options, read_schematic
 from imagefactory.config import Config, load_config
-from imagefactory.errors import InvalidInput, NotFound
-from imagefactory.schematic import Schematic, parse_schematic
+from imagefactory.errors import NotFound
+from imagefactory.schematic import Schematic
 from imagefactory.versions import TalosVersion
 
 SCHEMATIC_ID = re.compile(r"[0-9a-f]{64}")
@@ -31,20 +31,12 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def read_schematic_file(path: Path) -> Schematic:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read schematic: {exc.strerror}") from exc
-    return parse_schematic(data, source=str(path))
-
-
 def find_schematic(config: Config, value: str) -> Schematic:
     path = Path(value)
     if path.is_file() or not SCHEMATIC_ID.fullmatch(value):
-        return read_schematic_file(path)
+        return read_schematic(value)
     for candidate in sorted(config.schematics.glob("*.y*ml")):
-        schematic = read_schematic_file(candidate)
+        schematic = read_schematic(str(candidate))
         if schematic.id == value:
             return schematic
     raise NotFound(f'schematic ID "{value}" not found')

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from imagefactory.commands import common_options
-from imagefactory.errors import InvalidInput
+from imagefactory.commands import common_options, read_schematic
 from imagefactory.profile import resolve
-from imagefactory.schematic import Schematic, parse_schematic
+from imagefactory.schematic import Schematic
 from imagefactory.versions import TalosVersion
 
 
@@ -31,13 +29,7 @@ def register(subparsers: Any) -> None:
 
 def load_schematic(path: str | None) -> Schematic | None:
     """The schematic in FILE, or None when no file was given."""
-    if path is None:
-        return None
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read schematic {path}: {exc.strerror}") from exc
-    return parse_schematic(data, source=path)
+    return None if path is None else read_schematic(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from imagefactory.commands import common_options
-from imagefactory.errors import InvalidInput
-from imagefactory.schematic import Schematic, parse_schematic
-from imagefactory.yamlload import MAX_BYTES
+from imagefactory.commands import common_options, read_schematic
 
 
 def register(subparsers: Any) -> None:
@@ -28,28 +24,13 @@ def register(subparsers: Any) -> None:
         action.set_defaults(func=func)
 
 
-def _load(file: str) -> Schematic:
-    if file == "-":
-        data = sys.stdin.buffer.read(MAX_BYTES + 1)
-        return parse_schematic(data, source="<stdin>")
-    path = Path(file)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InvalidInput(f"{file}: no such file") from None
-    except OSError as exc:
-        raise InvalidInput(f"{file}: cannot read: {exc.strerror}") from None
-    return parse_schematic(data, source=file)
-
-
 def _print_id(args: argparse.Namespace) -> int:
-    sys.stdout.write(_load(args.file).id + "\n")
+    sys.stdout.write(read_schematic(args.file).id + "\n")
     return 0
 
 
 def _print_canonical(args: argparse.Namespace) -> int:
     sys.stdout.flush()
-    sys.stdout.buffer.write(_load(args.file).canonical())
+    sys.stdout.buffer.write(read_schematic(args.file).canonical())
     sys.stdout.buffer.flush()
     return 0
