@@ -1,7 +1,9 @@
-"""Benchmark: the initramfs with extensions — our wall time beside the summed wall time of its tools.
+"""Benchmark: the initramfs with extensions and every ISO kind — our wall time beside our tools'.
 
 Builds synthetic but sizeable inputs (base initramfs, firmware, binaries, real kernel modules from
-the cached Debian kernel package), then runs build_initramfs N times and prints the figures.
+the cached Debian kernel package) and the initramfs from them, then the UKI + ISO of each kind
+(GRUB, sd-boot, hybrid, Secure Boot with a PCR key) from that initramfs and the real Debian kernel.
+Prints per kind the medians of N runs: total, summed tool time and our own share (target < 10%).
 Run: .venv/bin/python bench/imager.py [--version 1.10.0] [--firmware-mib 32] [--runs 3]
 """
 
@@ -14,18 +16,31 @@ import random
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import imager_assets as assets
+
 from imagefactory.imager.extensions import ExtensionTree, load_extension
 from imagefactory.imager.initramfs import build_initramfs
+from imagefactory.imager.iso import IsoInputs, build_iso
+from imagefactory.imager.pesign import SecureBootSigner
 from imagefactory.imager.toolclock import ToolClock
+from imagefactory.imager.uki import build_uki
 from imagefactory.imager.virtual import virtual_extensions
+from imagefactory.platforms import Arch
+from imagefactory.profile import OutputKind
 from imagefactory.quirks import Compression, quirks_for
-from imagefactory.schematic import parse_schematic
+from imagefactory.schematic import Bootloader, parse_schematic
 from imagefactory.versions import TalosVersion
 
 CACHE = Path.home() / ".cache/imagefactory"
@@ -137,6 +152,92 @@ def make_extensions(
     return trees + list(virtual_extensions(schematic, version, work / "virtual"))
 
 
+@dataclass(frozen=True)
+class Run:
+    total: float
+    tools: float
+    calls: int
+
+    @property
+    def own(self) -> float:
+        return self.total - self.tools
+
+
+@dataclass(frozen=True)
+class IsoCase:
+    name: str
+    version: str
+    bootloader: Bootloader
+    secureboot: bool = False
+
+
+ISO_CASES = (
+    IsoCase("iso-grub", "1.9.0", Bootloader.GRUB),
+    IsoCase("iso-sd-boot", "1.12.0", Bootloader.SD_BOOT),
+    IsoCase("iso-hybrid", "1.11.0", Bootloader.DUAL_BOOT),
+    IsoCase("iso-secureboot", "1.11.0", Bootloader.SD_BOOT, secureboot=True),
+)
+
+
+def measure(build: Callable[..., Path]) -> tuple[Run, Path]:
+    """Time `build(clock=...)`, with every tool it runs timed on that clock."""
+    clock = ToolClock()
+    start = time.perf_counter()
+    with clock.timing_all_tools():
+        out = build(clock=clock)
+    return Run(time.perf_counter() - start, clock.seconds, clock.calls), out
+
+
+def iso_build(
+    case: IsoCase, work: Path, kernel: Path, initramfs: Path, keys: tuple[SecureBootSigner, Path]
+) -> Callable[[ToolClock], Path]:
+    """The UKI (unless the ISO is GRUB-only, as in imagefactory.build) and then the ISO."""
+    version = TalosVersion.parse(case.version)
+    cmdline = "console=ttyS0 talos.platform=metal"
+    signer, pcr_key = keys
+
+    def build(clock: ToolClock) -> Path:  # timed through clock.timing_all_tools
+        uki = None
+        if case.bootloader is not Bootloader.GRUB or case.secureboot:
+            uki = build_uki(
+                stub=assets.STUB,
+                kernel=kernel,
+                initramfs=initramfs,
+                cmdline=cmdline,
+                version=version,
+                arch=Arch.AMD64,
+                out=work / "uki.efi",
+                epoch=EPOCH,
+                kind=OutputKind.ISO,
+                signer=signer if case.secureboot else None,
+                pcr_key=pcr_key if case.secureboot else None,
+            ).path
+        return build_iso(
+            out=work / f"{case.name}.iso",
+            version=version,
+            arch=Arch.AMD64,
+            bootloader=case.bootloader,
+            inputs=IsoInputs(kernel, initramfs, cmdline, uki, assets.SD_BOOT),
+            epoch=EPOCH,
+            secureboot=case.secureboot,
+            signer=signer if case.secureboot else None,
+        )
+
+    return build
+
+
+def report(name: str, runs: list[Run], size: int) -> None:
+    """One row; each column is the median over the runs on its own."""
+    total = statistics.median(r.total for r in runs)
+    tool = statistics.median(r.tools for r in runs)
+    own = statistics.median(r.own for r in runs)
+    share = statistics.median(100 * r.own / r.total for r in runs)
+    print(
+        f"{name:<16}{total:>9.3f}{tool:>9.3f}{runs[0].calls:>7}{own:>8.3f}{share:>7.1f}%"
+        f"{size / (1 << 20):>9.1f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--version", default="1.10.0")
@@ -150,33 +251,39 @@ def main() -> None:
         kver, kfiles = kernel_files(work)
         base = make_base(work, version, kver, kfiles, args.base_mib)
         exts = make_extensions(work, version, kver, kfiles, args.firmware_mib)
+        kernel = assets.kernel(work)
+        keys = (SecureBootSigner(*assets.self_signed(work, "bench")), assets.rsa_key(work, "pcr"))
         input_mib = sum(
             p.stat().st_size for e in exts for p in e.rootfs.rglob("*") if p.is_file()
         ) / (1 << 20)
         print(
             f"Talos {version}: base {base.stat().st_size / (1 << 20):.1f} MiB, "
-            f"{len(exts)} extensions with {input_mib:.1f} MiB of files, cpus={os.cpu_count()}"
+            f"{len(exts)} extensions with {input_mib:.1f} MiB of files, "
+            f"kernel {kernel.stat().st_size / (1 << 20):.1f} MiB, cpus={os.cpu_count()}, "
+            f"medians of {args.runs} runs"
         )
-        totals, tools = [], []
-        for run in range(args.runs):
-            clock = ToolClock()
-            out = work / f"out{run}/initramfs.xz"
-            start = time.perf_counter()
-            build_initramfs(base, exts, version, out, epoch=EPOCH, clock=clock)
-            total = time.perf_counter() - start
-            totals.append(total)
-            tools.append(clock.seconds)
-            print(
-                f"run {run}: total {total:.3f} s, tools {clock.seconds:.3f} s "
-                f"({clock.calls} runs), ours {total - clock.seconds:.3f} s "
-                f"= {100 * (total - clock.seconds) / total:.1f}%, "
-                f"output {out.stat().st_size / (1 << 20):.1f} MiB"
-            )
-        total, tool = statistics.median(totals), statistics.median(tools)
         print(
-            f"median: total {total:.3f} s, tools {tool:.3f} s, "
-            f"own overhead {total - tool:.3f} s = {100 * (total - tool) / total:.1f}% (target < 10%)"
+            f"{'kind':<16}{'total s':>9}{'tools s':>9}{'runs':>7}{'own s':>8}{'own %':>8}{'MiB':>9}"
         )
+        runs = []
+        for run in range(args.runs):
+            out = work / f"initramfs{run}/initramfs.xz"
+            result, _ = measure(partial(build_initramfs, base, exts, version, out, epoch=EPOCH))
+            runs.append(result)
+        report("initramfs", runs, out.stat().st_size)
+        initramfs = out
+        for case in ISO_CASES:
+            runs = []
+            for run in range(args.runs):
+                # Each run writes into a new directory, as the store does; deleting the previous
+                # run's files is no part of a build, so it happens outside the timed call.
+                run_dir = work / case.name / str(run)
+                run_dir.mkdir(parents=True)
+                result, iso = measure(iso_build(case, run_dir, kernel, initramfs, keys))
+                runs.append(result)
+                size = iso.stat().st_size
+                shutil.rmtree(run_dir)
+            report(case.name, runs, size)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -225,3 +227,48 @@ def test_bad_inputs(work: Path, inputs: IsoInputs) -> None:
         supplied_auth_files(work / "pk", None, None)
     assert supplied_auth_files(None, None, None) is None
     assert not (work / "e.iso").exists()
+
+
+@pytest.mark.parametrize(
+    ("version", "bootloader"), [("1.12.0", Bootloader.SD_BOOT), ("1.11.0", Bootloader.DUAL_BOOT)]
+)
+def test_stamped_inputs_are_linked_with_the_same_iso(
+    inputs: IsoInputs, tmp_path: Path, version: str, bootloader: Bootloader
+) -> None:
+    """Inputs already stamped with the epoch are hard-linked, not copied: same ISO bytes."""
+    isos, stamped = [], []
+    for run in ("copied", "linked"):
+        (tmp_path / run).mkdir()
+        copies = []
+        for source in (inputs.kernel, inputs.initramfs, inputs.uki):
+            assert source is not None
+            copy = tmp_path / run / source.name
+            shutil.copyfile(source, copy)
+            if run == "linked":
+                os.utime(copy, (assets.EPOCH, assets.EPOCH))
+            copies.append(copy)
+        kernel, initramfs, uki = copies
+        run_inputs = IsoInputs(kernel, initramfs, CMDLINE, uki, assets.SD_BOOT)
+        isos.append(_iso(tmp_path / run / "x.iso", run_inputs, version, bootloader).read_bytes())
+        stamped = copies
+    assert isos[0] == isos[1]
+    for path in stamped:
+        after = path.stat()
+        assert after.st_nlink == 1, "the scratch link outlived the build"
+        assert after.st_mtime_ns == assets.EPOCH * 1_000_000_000
+
+
+def test_place_links_only_what_a_copy_could_not_tell_apart(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.write_bytes(b"uki")
+    esp.place(source, tmp_path / "copied", epoch=assets.EPOCH)
+    assert not (tmp_path / "copied").samefile(source)
+    os.utime(source, (assets.EPOCH, assets.EPOCH))
+    esp.place(source, tmp_path / "linked", epoch=assets.EPOCH)
+    assert (tmp_path / "linked").samefile(source)
+    source.chmod(0o444)
+    esp.place(source, tmp_path / "read-only", epoch=assets.EPOCH)
+    assert not (tmp_path / "read-only").samefile(source)
+    assert [(tmp_path / n).read_bytes() for n in ("copied", "linked", "read-only")] == [b"uki"] * 3
+    with pytest.raises(FileExistsError):
+        esp.place(source, tmp_path / "linked", epoch=assets.EPOCH)

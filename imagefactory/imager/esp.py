@@ -6,6 +6,7 @@ Shared by the sd-boot ISO (efiboot.img) and disk images; every timestamp is the 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,32 @@ def touch_tree(root: Path, epoch: int) -> None:
         for name in [*filenames, *dirnames]:
             os.utime(Path(dirpath, name), (epoch, epoch), follow_symlinks=False)
     os.utime(root, (epoch, epoch))
+
+
+def place(src: Path, dst: Path, *, epoch: int) -> None:
+    """Put `src` at `dst` in a tree about to be stamped with the epoch: hard-linked or copied.
+
+    A hard link is used only when it is indistinguishable from a stamped copy (mtime already the
+    epoch, same mode and owner as a new file here), so a UKI written by build_uki is not copied
+    again; mtools and xorriso record the same bytes either way (xorriso writes no link count).
+    Stamping the tree then leaves `src` unchanged but for its access time.
+    """
+    dst.touch(exist_ok=False)
+    fresh, source = dst.stat(), src.stat()
+    same = (source.st_mode, source.st_uid, source.st_gid) == (
+        fresh.st_mode,
+        fresh.st_uid,
+        fresh.st_gid,
+    )
+    if same and source.st_mtime_ns == epoch * 1_000_000_000:
+        dst.unlink()
+        try:
+            os.link(src, dst)
+        except OSError:
+            pass  # another file system, or links not allowed: copy
+        else:
+            return
+    shutil.copyfile(src, dst)
 
 
 def make_fat(

@@ -121,11 +121,11 @@ def _require(path: Path | None, what: str) -> Path:
     return path
 
 
-def _grub_tree(scratch: Path, inputs: IsoInputs, version: TalosVersion) -> None:
+def _grub_tree(scratch: Path, inputs: IsoInputs, version: TalosVersion, epoch: int) -> None:
     boot = scratch / "boot"
     (boot / "grub").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_require(inputs.kernel, "kernel"), boot / "vmlinuz")
-    shutil.copyfile(_require(inputs.initramfs, "initramfs"), boot / "initramfs.xz")
+    esp.place(_require(inputs.kernel, "kernel"), boot / "vmlinuz", epoch=epoch)
+    esp.place(_require(inputs.initramfs, "initramfs"), boot / "initramfs.xz", epoch=epoch)
     (boot / "grub" / "grub.cfg").write_text(grub_cfg(inputs.cmdline, version))
 
 
@@ -147,8 +147,8 @@ def _efi_image(  # noqa: PLR0917
     (scratch / "EFI" / "BOOT").mkdir(parents=True, exist_ok=True)
     (scratch / "EFI" / "Linux").mkdir(parents=True, exist_ok=True)
     (scratch / "loader").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(sd_boot, scratch / "EFI" / "BOOT" / _EFI_BOOT_NAME[arch])
-    shutil.copyfile(uki, scratch / "EFI" / "Linux" / f"Talos-{version.tag}.efi")
+    esp.place(sd_boot, scratch / "EFI" / "BOOT" / _EFI_BOOT_NAME[arch], epoch=epoch)
+    esp.place(uki, scratch / "EFI" / "Linux" / f"Talos-{version.tag}.efi", epoch=epoch)
     (scratch / "loader" / "loader.conf").write_text(loader_conf(enroll))
     # A read-only placeholder keeps newer systemd-boot from creating one on read-only media.
     seed = scratch / "loader" / "random-seed"
@@ -198,7 +198,7 @@ def build_iso(
         partial = Path(tmp) / out.name
         tail = _date_and_label_args(version, epoch)
         if bootloader is Bootloader.GRUB:
-            _grub_tree(scratch, inputs, version)
+            _grub_tree(scratch, inputs, version, epoch)
             esp.touch_tree(scratch, epoch)
             # fmt: off
             argv: list[str | os.PathLike[str]] = [
@@ -220,7 +220,7 @@ def build_iso(
                 cert_der = _cert_der(signer.cert)
                 auth = auth_files or generate_auth_files(signer, Path(tmp) / "auth", epoch=epoch)
             if bootloader is Bootloader.DUAL_BOOT:
-                _grub_tree(scratch, inputs, version)
+                _grub_tree(scratch, inputs, version, epoch)
             image = _efi_image(scratch, inputs, version, arch, enroll, cert_der, auth, epoch)
             esp.touch_tree(scratch, epoch)
             argv = (

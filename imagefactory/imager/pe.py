@@ -6,7 +6,8 @@ TimeDateStamp = epoch, linker version and checksum 0, sections aligned to the st
 
 from __future__ import annotations
 
-import shutil
+import errno
+import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,7 +205,37 @@ def assemble(stub: Path, sections: Sequence[NewSection], out: Path, *, epoch: in
                 f.write(chunk)
                 written = len(chunk)
             else:
-                with path.open("rb") as src:
-                    shutil.copyfileobj(src, f, 1 << 20)
+                f.flush()
+                _append_file(f.fileno(), path, h.virtual_size)
                 written = h.virtual_size
             f.write(bytes(h.raw_size - written))
+
+
+def _append_file(dst: int, src: Path, size: int) -> None:
+    """Append `size` bytes of `src` at the position of `dst`, copied inside the kernel.
+
+    The kernel and initramfs are most of a UKI; copy_file_range spares copying them through
+    Python buffers.
+    """
+    with src.open("rb", buffering=0) as f:
+        remaining = size
+        in_kernel = True
+        while remaining:
+            if in_kernel:
+                try:
+                    copied = os.copy_file_range(f.fileno(), dst, remaining)
+                except OSError as exc:
+                    # Cross-device on older kernels, or a file system without it.
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    in_kernel = False
+                    continue
+            else:
+                chunk = f.read(min(remaining, 1 << 20))
+                copied = len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(dst, view) :]
+            if copied == 0:
+                raise InvalidInput(f"{src} shrank while it was copied into the PE image")
+            remaining -= copied

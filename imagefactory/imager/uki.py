@@ -5,9 +5,10 @@ Section order, contents, PCR 11 signatures and Secure Boot signing follow upstre
 
 from __future__ import annotations
 
+import os
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,11 +96,13 @@ def kernel_version(kernel: Path) -> str | None:
     return raw[:end].decode("ascii", "replace").split(" ", 1)[0]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Section:
     name: str
     path: Path
     append: bool = True
+    # The bytes, when we wrote `path` ourselves: small sections are hashed from memory.
+    data: bytes | None = None
 
 
 def build_uki(
@@ -136,25 +139,21 @@ def build_uki(
     with tempfile.TemporaryDirectory(prefix="uki-") as tmp:
         scratch = Path(tmp)
 
-        def scratch_file(file_name: str, data: bytes) -> Path:
+        def written(section: str, file_name: str, data: bytes, append: bool = True) -> _Section:
             path = scratch / file_name
             path.write_bytes(data)
-            return path
+            return _Section(section, path, append, data)
 
         uname = kernel_version(kernel)
-        osrel = _Section(".osrel", scratch_file("os-release", os_release(version, name)))
-        main_cmdline = _Section(".cmdline", scratch_file("cmdline", cmdline.encode()))
+        osrel = written(".osrel", "os-release", os_release(version, name))
+        main_cmdline = written(".cmdline", "cmdline", cmdline.encode())
         linux = _Section(".linux", kernel)
         initrd = _Section(".initrd", initramfs)
-        sbat_section = (
-            _Section(".sbat", scratch_file("sbat", sbat), append=False) if sbat is not None else None
-        )
-        uname_section = _Section(".uname", scratch_file("uname", uname.encode())) if uname else None
+        sbat_section = written(".sbat", "sbat", sbat, append=False) if sbat is not None else None
+        uname_section = written(".uname", "uname", uname.encode()) if uname else None
         splash_section = _Section(".splash", splash) if splash is not None else None
         pcrpkey = (
-            _Section(".pcrpkey", scratch_file("pcrpkey", pcr.public_key_pem(key)))
-            if key is not None
-            else None
+            written(".pcrpkey", "pcrpkey", pcr.public_key_pem(key)) if key is not None else None
         )
         head: list[_Section | None]
         if quirks.uki_profiles:
@@ -169,27 +168,24 @@ def build_uki(
         if quirks.uki_profiles:
             groups: list[list[_Section]] = []
             for index, profile in enumerate((UkiProfile("main"), *extra_profiles(kind, cmdline))):
-                group = [_Section(".profile", scratch_file(f"profile-{index}", profile.section()))]
+                group = [written(".profile", f"profile-{index}", profile.section())]
                 if profile.cmdline:
-                    group.append(
-                        _Section(
-                            ".cmdline", scratch_file(f"cmdline-{index}", profile.cmdline.encode())
-                        )
-                    )
+                    group.append(written(".cmdline", f"cmdline-{index}", profile.cmdline.encode()))
                 groups.append(group)
         else:
             groups = []
 
         if key is not None:
+            digests = _digests([*sections, *(s for group in groups for s in group)])
             if groups:
                 base = list(sections)
                 for index, group in enumerate(groups):
-                    signature = pcr.pcrsig_json(_measured(base + group), key)
+                    signature = pcr.pcrsig_json(_measured(base + group, digests), key)
                     sections += group
-                    sections.append(_Section(".pcrsig", scratch_file(f"pcrsig-{index}", signature)))
+                    sections.append(written(".pcrsig", f"pcrsig-{index}", signature))
             else:
-                signature = pcr.pcrsig_json(_measured(sections), key)
-                sections.append(_Section(".pcrsig", scratch_file("pcrsig", signature)))
+                signature = pcr.pcrsig_json(_measured(sections, digests), key)
+                sections.append(written(".pcrsig", "pcrsig", signature))
         else:
             for group in groups:
                 sections += group
@@ -202,9 +198,22 @@ def build_uki(
             unsigned = scratch / "unsigned.efi"
             pe.assemble(stub, appended, unsigned, epoch=epoch)
             sign(unsigned, out, signer, epoch=epoch)
+        # Stamped like every file we publish; the ISO can then hard-link it instead of copying.
+        os.utime(out, (epoch, epoch))
         return UkiResult(out, tuple(s.name for s in appended))
 
 
-def _measured(sections: Sequence[_Section]) -> dict[str, bytes]:
+def _digests(sections: Sequence[_Section]) -> dict[Path, pcr.BankDigests]:
+    """Every measured section hashed once per bank: small ones from memory, files streamed."""
+    measured = [s for s in sections if s.name in pcr.MEASURED_SECTIONS]
+    digests: dict[Path, pcr.BankDigests] = {}
+    digests.update(pcr.digest_files(s.path for s in measured if s.data is None))
+    digests.update({s.path: pcr.digest_bytes(s.data) for s in measured if s.data is not None})
+    return digests
+
+
+def _measured(
+    sections: Sequence[_Section], digests: Mapping[Path, pcr.BankDigests]
+) -> dict[str, pcr.BankDigests]:
     """What systemd-stub measures: the last section of each name wins (profile cmdlines)."""
-    return {s.name: s.path.read_bytes() for s in sections if s.name in pcr.MEASURED_SECTIONS}
+    return {s.name: digests[s.path] for s in sections if s.name in pcr.MEASURED_SECTIONS}
