@@ -28,7 +28,7 @@ from imagefactory.imager.uki import build_uki
 from imagefactory.imager.virtual import virtual_extensions
 from imagefactory.inputs import BootAssets, LockedSources, locked
 from imagefactory.profile import EnrollKeys, OutputKind, Profile, resolve
-from imagefactory.schematic import Schematic
+from imagefactory.schematic import Bootloader, Schematic
 from imagefactory.versions import TalosVersion
 
 # Bump when a builder changes what it writes for the same inputs.
@@ -214,6 +214,9 @@ def _iso(build: Build, out: Path) -> None:
     bootloader = profile.bootloader or quirks.iso_bootloader(
         profile.arch, secureboot=profile.secureboot
     )
+    if bootloader is Bootloader.DUAL_BOOT and profile.arch != "amd64":
+        # arm64 firmware has no BIOS to hand the GRUB half to: the UEFI half is the whole ISO.
+        bootloader = Bootloader.SD_BOOT
     assets = build.assets()
     needs_uki = bootloader.value != "grub"
     build_iso(

@@ -26,6 +26,11 @@ KINDS = [
     ("v1.11.5", "metal-amd64.iso"),
     ("v1.7.7", "metal-amd64.iso"),
     ("v1.7.7", "initramfs-amd64.xz"),
+    ("v1.11.5", "metal-amd64-secureboot-uki.efi"),
+    ("v1.11.5", "metal-amd64-secureboot.iso"),
+    ("v1.11.5", "initramfs-arm64.xz"),
+    ("v1.11.5", "metal-arm64-uki.efi"),
+    ("v1.11.5", "metal-arm64.iso"),
 ]
 
 
@@ -45,9 +50,15 @@ def two_stores(
     """Every kind built into two fresh stores; returns (schematic, out A, out B)."""
     base = tmp_path_factory.mktemp("builds")
     schematic = write_schematic(base)
+    key, cert = signing_pair(base, "db", "factory test db")
+    sb = {
+        "signingKeyPath": str(key),
+        "signingCertPath": str(cert),
+        "pcrKeyPath": str(pcr_key(base)),
+    }
     outs = []
     for name in ("a", "b"):
-        config = private_config(sample_release, base / name)
+        config = private_config(sample_release, base / name, secureBoot=sb)
         for version, asset in KINDS:
             assert build(config, schematic, version, asset, base / name / "out" / version) == 0
         outs.append(base / name / "out")
