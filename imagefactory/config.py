@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from imagefactory.errors import InvalidInput
+from imagefactory.signing.keyless import DEFAULT_ISSUER, DEFAULT_SUBJECT_REGEXP
 
 # Shipped inside the package (workflow/schemas links to it for Snakemake's validate).
 SCHEMA_RESOURCE = ("imagefactory.schemas", "config.schema.yaml")
@@ -200,12 +201,9 @@ def load_config(path: Path | str) -> Config:
     if keyless_raw is not None:
         log_key = keyless_raw.get("logPublicKey")
         keyless = KeylessIdentity(
-            issuer=keyless_raw.get("issuer", "https://accounts.google.com"),
+            issuer=keyless_raw.get("issuer", DEFAULT_ISSUER),
             issuer_regexp=keyless_raw.get("issuerRegExp", ""),
-            subject_regexp=keyless_raw.get(
-                "subjectRegExp",
-                r"(@siderolabs\.com$|^releasemgr-svc@talos-production\.iam\.gserviceaccount\.com$)",
-            ),
+            subject_regexp=keyless_raw.get("subjectRegExp", DEFAULT_SUBJECT_REGEXP),
             root_certificate=_path(base, keyless_raw["rootCertificate"]),
             log_public_key=_path(base, log_key) if log_key else None,
         )
