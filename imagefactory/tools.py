@@ -5,6 +5,7 @@ argv is always a list, is logged before it runs, and a failure raises ToolError 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -12,9 +13,9 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO, cast
 
 from imagefactory.errors import BuildError, ToolError
 
@@ -87,3 +88,37 @@ def run(
         if proc.returncode != 0:
             raise ToolError(args, proc.returncode, _tail(errors))
     return out if stdout is None else b""
+
+
+@contextlib.contextmanager
+def stream(argv: Sequence[str | os.PathLike[str]], *, stdin: IO[bytes]) -> Iterator[BinaryIO]:
+    """Run argv as a filter from `stdin` (a real file) and yield its stdout as a stream.
+
+    On leaving, the rest of the output is drained so the tool finishes its own checks; a failure
+    raises ToolError, except that after the caller's own error only the tool's exit status counts
+    (a pipe closed early ends the tool on SIGPIPE).
+    """
+    args = [os.fspath(a) for a in argv]
+    log.info("run: %s", shlex.join(args))
+    with tempfile.TemporaryFile() as errors:
+        try:
+            proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=errors)
+        except FileNotFoundError as exc:
+            raise BuildError(
+                f"required tool {args[0]!r} is not installed (see README: setup)"
+            ) from exc
+        assert proc.stdout is not None  # stdout=PIPE
+        out = proc.stdout
+        failed = False
+        try:
+            yield cast(BinaryIO, out)
+            while out.read(1 << 20):
+                pass
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            out.close()
+            code = proc.wait()
+            if code > 0 or (code < 0 and not failed):
+                raise ToolError(args, code, _tail(errors))

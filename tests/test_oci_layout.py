@@ -74,6 +74,26 @@ def test_blobs_are_verified(tmp_path: Path) -> None:
         target.has_blob("a/b", "sha256:XYZ")
 
 
+def test_blob_read_in_part_is_still_verified_when_closed(tmp_path: Path) -> None:
+    """A reader that stops early (tarfile at the end-of-archive blocks) still gets the check."""
+    target = LayoutTarget(tmp_path / "l")
+    good = b"head" + b"x" * (3 << 20)
+    digest = target.push_blob_bytes("a/b", good)
+    with target.open_blob("a/b", digest) as f:
+        assert f.read(4) == b"head"  # the untouched blob: closing early is fine
+    target.blob_path(digest).write_bytes(good + b"appended")
+    with (
+        pytest.raises(BuildError, match=rf"/a/b@{digest}: digest mismatch"),
+        target.open_blob("a/b", digest) as f,
+    ):
+        assert f.read(4) == b"head"
+    f = target.open_blob("a/b", digest)
+    f.read(4)
+    with pytest.raises(BuildError, match="digest mismatch"):
+        f.close()
+    assert f.closed
+
+
 def test_tampered_manifest_and_delete(tmp_path: Path) -> None:
     target = LayoutTarget(tmp_path / "l")
     data = manifest(target, "a/b", b"p")

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import io
 import os
+import random
+import re
+import stat
+import subprocess
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from imagefactory.errors import BuildError
-from imagefactory.oci.build import push_image
+from imagefactory.oci import media
+from imagefactory.oci.build import image_config, push_image, push_manifest_json
 from imagefactory.oci.layout import LayoutTarget
-from imagefactory.oci.pull import pull_image, unpack_image
+from imagefactory.oci.model import Descriptor, canonical_json
+from imagefactory.oci.pull import PulledImage, pull_image, unpack_image
 from imagefactory.oci.tarsafe import apply_layer
 from imagefactory.store import Store
 
@@ -55,6 +62,11 @@ def layer(*entries: Entry, mode: int = 0o644) -> io.BytesIO:
         ([("hard", "hardlink", "/etc/passwd")], "hard link to absolute path"),
         ([("hard", "hardlink", "missing")], "hard link to missing"),
         ([("d", "dir", b""), ("hard", "hardlink", "d")], "hard link to directory"),
+        ([("d/s", "symlink", "../outside"), ("h", "hardlink", "d/s")], "leaves the root from"),
+        ([(".wh..", "file", b"")], "whiteout of '.'"),
+        ([(".wh...", "file", b"")], "whiteout of '..'"),
+        ([("d/.wh.", "file", b"")], "whiteout of ''"),
+        ([("d/.wh...", "file", b"")], "whiteout of '..'"),
     ],
     ids=[
         "absolute",
@@ -66,15 +78,25 @@ def layer(*entries: Entry, mode: int = 0o644) -> io.BytesIO:
         "hardlink-absolute",
         "hardlink-missing",
         "hardlink-dir",
+        "hardlink-to-escaping-symlink",
+        "whiteout-dot",
+        "whiteout-dotdot",
+        "whiteout-empty",
+        "nested-whiteout-dotdot",
     ],
 )
 def test_refused(tmp_path: Path, entries: list[Entry], why: str) -> None:
     root = tmp_path / "root"
-    root.mkdir()
-    with pytest.raises(BuildError, match=f"img: entry '.*': .*{why}"):
+    (root / "d").mkdir(parents=True)
+    (root / "d/keep").write_text("keep")
+    (tmp_path / "sentinel").write_text("host file")
+    with pytest.raises(BuildError, match=f"img: entry '.*': .*{re.escape(why)}"):
         apply_layer(layer(*entries), root, "img")
     assert not (tmp_path / "outside").exists()
     assert not (tmp_path / "etc").exists()
+    # A whiteout never removes the directory it is in, the root, or what lies above it.
+    assert (tmp_path / "sentinel").read_text() == "host file"
+    assert (root / "d/keep").read_text() == "keep"
 
 
 def test_symlink_in_lower_layer_cannot_be_followed_out(tmp_path: Path) -> None:
@@ -92,6 +114,81 @@ def test_symlink_in_lower_layer_cannot_be_followed_out(tmp_path: Path) -> None:
     # A file entry replaces a symlink instead of writing through it.
     apply_layer(layer(("etc", "file", b"plain")), root, "img")
     assert not (root / "etc").is_symlink() and list(outside.iterdir()) == []
+
+
+def directory(name: str, mode: int) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = tarfile.DIRTYPE, mode, 1_000_000
+    return info, None
+
+
+def symlink(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, None
+
+
+def raw_layer(*members: tuple[tarfile.TarInfo, None]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, _ in members:
+            tar.addfile(info)
+    buf.seek(0)
+    return buf
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def test_directory_mode_is_not_applied_through_a_symlink_that_replaced_it(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    outside.chmod(0o700)
+    root = tmp_path / "root"
+    root.mkdir()
+    apply_layer(raw_layer(directory("x", 0o777), symlink("x", str(outside))), root, "img")
+    assert (root / "x").readlink() == outside
+    assert mode_of(outside) == 0o700
+    assert outside.stat().st_mtime != 1_000_000
+
+
+def test_directory_mode_is_not_applied_through_a_parent_that_became_a_symlink(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "outside/b").mkdir(parents=True)
+    (tmp_path / "outside/b").chmod(0o700)
+    root = tmp_path / "root"
+    root.mkdir()
+    members = (
+        directory("a", 0o755),
+        directory("a/b", 0o777),
+        symlink("a", str(tmp_path / "outside")),
+    )
+    apply_layer(raw_layer(*members), root, "img")
+    assert mode_of(tmp_path / "outside/b") == 0o700
+
+
+def test_directory_replaced_by_another_directory_takes_the_later_mode(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    members = (directory("d", 0o700), symlink("d", "elsewhere"), directory("d", 0o751))
+    apply_layer(raw_layer(*members), root, "img")
+    assert (root / "d").is_dir() and not (root / "d").is_symlink()
+    assert mode_of(root / "d") == 0o751
+    assert (root / "d").stat().st_mtime == 1_000_000
+
+
+def test_whiteout_of_a_symlink_removes_only_the_link(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "data").write_text("host")
+    root = tmp_path / "root"
+    root.mkdir()
+    apply_layer(layer(("link", "symlink", str(outside))), root, "img")
+    apply_layer(layer((".wh.link", "file", b""), ("d/.wh.link", "file", b"")), root, "img")
+    assert not os.path.lexists(root / "link")
+    assert (outside / "data").read_text() == "host"
 
 
 def test_kept_entries_and_whiteouts(tmp_path: Path) -> None:
@@ -170,3 +267,50 @@ def test_unpack_image_layers_in_order(tmp_path: Path) -> None:
     assert (tmp_path / "root/etc/conf").read_text() == "v2"
     assert not (tmp_path / "root/etc/gone").exists()
     assert all(store.has(lay.digest) for lay in image.layers)
+
+
+def zstd_image(tmp_path: Path, layer_bytes: bytes) -> tuple[LayoutTarget, PulledImage]:
+    """A one-layer image whose layer is stored as given, declared as tar+zstd."""
+    target = LayoutTarget(tmp_path / "layout")
+    digest = target.push_blob_bytes("test/zstd", layer_bytes)
+    config = canonical_json(image_config("amd64", [digest], None, 1))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": media.OCI_MANIFEST,
+        "config": Descriptor(
+            media.OCI_CONFIG, target.push_blob_bytes("test/zstd", config), len(config)
+        ).to_json(),
+        "layers": [Descriptor(media.OCI_LAYER_ZSTD, digest, len(layer_bytes)).to_json()],
+    }
+    push_manifest_json(target, "test/zstd", manifest, "v1")
+    return target, pull_image(target, "test/zstd", "v1")
+
+
+def zstd(data: bytes) -> bytes:
+    return subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True).stdout
+
+
+def test_zstd_layer_is_unpacked(tmp_path: Path) -> None:
+    big = random.Random(0).randbytes(3 << 20)  # more than one pipe buffer and one read chunk
+    plain = layer(("etc/conf", "file", b"zstd!"), ("usr/big", "file", big)).getvalue()
+    target, image = zstd_image(tmp_path, zstd(plain))
+    unpack_image(target, image, tmp_path / "root", Store(tmp_path / "store"))
+    assert (tmp_path / "root/etc/conf").read_bytes() == b"zstd!"
+    assert (tmp_path / "root/usr/big").read_bytes() == big
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda z: z[: len(z) // 2], "cannot decompress zstd layer: .*zstd exited with 1"),
+        (lambda z: z[:-1] + bytes([z[-1] ^ 0xFF]), "cannot decompress zstd layer"),
+        (lambda z: b"not zstd at all" * 10, "cannot decompress zstd layer"),
+        (lambda z: zstd(b"not a tar" * 1000), "not a valid layer tar"),
+    ],
+    ids=["truncated", "bad-checksum", "not-zstd", "not-a-tar"],
+)
+def test_bad_zstd_layer(tmp_path: Path, mangle: Callable[[bytes], bytes], message: str) -> None:
+    plain = layer(("etc/conf", "file", random.Random(1).randbytes(200_000))).getvalue()
+    target, image = zstd_image(tmp_path, mangle(zstd(plain)))
+    with pytest.raises(BuildError, match=f"test/zstd:v1: layer sha256:[0-9a-f]+: {message}"):
+        unpack_image(target, image, tmp_path / "root")

@@ -71,7 +71,11 @@ class HashingWriter(io.RawIOBase):
 
 
 class VerifyingReader(io.RawIOBase):
-    """A read stream that hashes what it returns and raises BuildError at EOF on mismatch."""
+    """A read stream that hashes what it returns and raises BuildError at EOF on mismatch.
+
+    close() reads whatever the caller left unread, so a reader that stops early (tarfile stops
+    at the end-of-archive blocks) still gets the check: junk after the part it used fails too.
+    """
 
     def __init__(
         self,
@@ -109,9 +113,16 @@ class VerifyingReader(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        if self._close is not None and not self.closed:
-            self._close()
-        super().close()
+        if self.closed:
+            return
+        try:
+            rest = bytearray(CHUNK)
+            while not self._done:
+                self.readinto(rest)
+        finally:
+            if self._close is not None:
+                self._close()
+            super().close()
 
 
 def buffered(raw: io.RawIOBase) -> BinaryIO:

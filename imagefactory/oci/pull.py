@@ -24,6 +24,7 @@ from imagefactory.oci.model import (
 )
 from imagefactory.oci.target import Target
 from imagefactory.oci.tarsafe import apply_layer
+from imagefactory.oci.zstd import decompressed
 from imagefactory.store import Store
 
 MAX_CONFIG_BYTES = 16 << 20
@@ -132,8 +133,10 @@ def unpack_image(
             what = f"{image.reference}: layer {layer.digest}"
             if layer.media_type not in UNPACKABLE:
                 raise BuildError(f"{what}: media type {layer.media_type} is not a layer tar")
-            if layer.media_type == media.OCI_LAYER_ZSTD:
-                raise BuildError(f"{what}: zstd layers are not supported (Python has no zstd)")
-            path = store.fetch(target, repository, layer.digest)
+            path = store.fetch(target, repository, layer.digest)  # compressed digest checked
             with path.open("rb") as f:
-                apply_layer(f, dest, what)
+                if layer.media_type == media.OCI_LAYER_ZSTD:
+                    with decompressed(f, what) as plain:
+                        apply_layer(plain, dest, what)
+                else:
+                    apply_layer(f, dest, what)

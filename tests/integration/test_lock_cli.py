@@ -5,9 +5,13 @@ Against the sample release as an OCI layout and pushed to a real registry; tampe
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import random
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,113 @@ def fresh_copy(release: Path, tmp_path: Path) -> Path:
     config["sources"]["verify"]["publicKey"] = str(copy / "cosign.pub")
     (copy / "config.yaml").write_text(yaml.safe_dump(config))
     return copy
+
+
+CATALOG = "siderolabs/extensions"
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+def layout_entries(release: Path) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = json.loads((release / "oci/index.json").read_text())[
+        "manifests"
+    ]
+    return entries
+
+
+def blob(release: Path, digest: str) -> Path:
+    return release / "oci/blobs/sha256" / digest.removeprefix("sha256:")
+
+
+def catalog_manifest(release: Path, tag: str = "v1.11.5") -> tuple[str, dict[str, Any]]:
+    """The digest and content of the amd64 manifest of the extensions catalog (read by lock)."""
+    (entry,) = [
+        e for e in layout_entries(release) if e["annotations"][REF_NAME] == f"{CATALOG}:{tag}"
+    ]
+    index = json.loads(blob(release, entry["digest"]).read_text())
+    (amd64,) = [m for m in index["manifests"] if m["platform"]["architecture"] == "amd64"]
+    manifest: dict[str, Any] = json.loads(blob(release, amd64["digest"]).read_text())
+    return amd64["digest"], manifest
+
+
+def lock_fails(release: Path, capsys: pytest.CaptureFixture[str], *expected: str) -> str:
+    code, _, err = cli(capsys, "lock", "--config", str(release / "config.yaml"))
+    assert code == 1, err
+    assert err.startswith("imagefactory: error: ") and len(err.strip().splitlines()) == 1, err
+    assert CATALOG in err and all(text in err for text in expected), err
+    assert not (release / "sources.lock.json").exists()
+    return err
+
+
+def test_catalog_layer_with_bytes_after_the_tar_end_is_refused(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    _, manifest = catalog_manifest(release)
+    layer = blob(release, manifest["layers"][0]["digest"])
+    # More than the reader buffers ahead (1 MiB), so tarfile is done long before EOF.
+    layer.write_bytes(layer.read_bytes() + b"appended after the end of the archive" * 100_000)
+    lock_fails(release, capsys, "digest mismatch", manifest["layers"][0]["digest"])
+
+
+def test_catalog_layer_with_other_content_under_the_same_name_is_refused(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    _, manifest = catalog_manifest(release)
+    layer = blob(release, manifest["layers"][0]["digest"])
+    # A well-formed catalog that drops gvisor: only the digest can tell it is not the signed one.
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer.read_bytes()))) as src,
+        tarfile.open(fileobj=out, mode="w") as dst,
+    ):
+        for member in src:
+            data = src.extractfile(member)
+            assert data is not None
+            content = data.read()
+            if member.name == "image-digests":
+                lines = content.decode().splitlines(keepends=True)
+                content = "".join(line for line in lines if "gvisor" not in line).encode()
+                assert len(content) < member.size
+            member.size = len(content)
+            dst.addfile(member, io.BytesIO(content))
+    # Noise after the archive's end makes the blob long enough that tarfile stops before EOF.
+    noise = random.Random(0).randbytes(3 << 20)
+    layer.write_bytes(gzip.compress(out.getvalue() + noise))
+    lock_fails(release, capsys, "digest mismatch")
+
+
+def test_tampered_catalog_manifest_is_refused(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release = fresh_copy(layout_release, tmp_path)
+    digest, manifest = catalog_manifest(release)
+    manifest["annotations"] = {"tampered": "yes"}
+    blob(release, digest).write_text(json.dumps(manifest))
+    lock_fails(release, capsys, "manifest digest mismatch")
+
+
+def test_signature_for_another_digest_is_refused(
+    layout_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The catalog's signature tag points at a signature, by the right key, of another image."""
+    release = fresh_copy(layout_release, tmp_path)
+    entries = layout_entries(release)
+    (catalog,) = [e for e in entries if e["annotations"][REF_NAME] == f"{CATALOG}:v1.11.5"]
+    sig_tag = f"{CATALOG}:{catalog['digest'].replace(':', '-')}.sig"
+    (other,) = [
+        e
+        for e in entries
+        if e["annotations"][REF_NAME].startswith(f"{CATALOG}:sha256-")
+        and e["annotations"][REF_NAME] != sig_tag
+        and e["digest"] != catalog["digest"]
+    ][:1]
+    (sig,) = [e for e in entries if e["annotations"][REF_NAME] == sig_tag]
+    sig.update(digest=other["digest"], size=other["size"])
+    index = json.loads((release / "oci/index.json").read_text())
+    index["manifests"] = entries
+    (release / "oci/index.json").write_text(json.dumps(index))
+    lock_fails(release, capsys, "signature verification failed for")
 
 
 def test_lock_versions_extensions_from_a_layout(
