@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagefactory.errors import InvalidInput
@@ -29,6 +31,7 @@ from imagefactory.imager.extensions import (
     load_extension,
     parse_manifest,
     resolve_extensions,
+    resolve_in_rootfs,
 )
 from imagefactory.imager.virtual import (
     embedded_config_extension,
@@ -347,3 +350,109 @@ def test_virtual_extension_refuses_a_used_directory(tmp_path: Path) -> None:
     (tmp_path / "s/x").write_text("")
     with pytest.raises(InvalidInput, match="not empty"):
         schematic_extension(parse_schematic(b"{}"), V("1.9.0"), tmp_path / "s")
+
+
+# --- paths inside an extension's rootfs, chroot-style ------------------------------------------------
+
+
+@pytest.fixture
+def chroot(tmp_path: Path) -> Path:
+    """A rootfs with relative, absolute, chained and directory links; a host file beside it."""
+    (tmp_path / "host-file").write_text("host")
+    root = tmp_path / "rootfs"
+    (root / "usr/lib/firmware/vendor").mkdir(parents=True)
+    (root / "usr/lib/firmware/vendor/blob").write_text("fw")
+    (root / "etc").mkdir()
+    (root / "lib").symlink_to("usr/lib")
+    (root / "usr/lib/firmware/rel").symlink_to("vendor/blob")
+    (root / "usr/lib/firmware/abs").symlink_to("/usr/lib/firmware/vendor/blob")
+    (root / "usr/lib/firmware/chain").symlink_to("abs")
+    (root / "usr/lib/firmware/dir").symlink_to("/lib/firmware/vendor")
+    (root / "usr/lib/firmware/host").symlink_to(tmp_path / "host-file")
+    (root / "usr/lib/firmware/hostname").symlink_to("/etc/hostname")
+    (root / "usr/lib/firmware/dangling").symlink_to("nothing")
+    (root / "usr/lib/firmware/through-file").symlink_to("vendor/blob/x")
+    (root / "usr/lib/firmware/up").symlink_to("../../../../x")
+    (root / "usr/lib/firmware/dotdot").symlink_to("../../../etc")
+    (root / "usr/lib/firmware/loop1").symlink_to("loop2")
+    (root / "usr/lib/firmware/loop2").symlink_to("/lib/firmware/loop1")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("usr/lib/firmware/vendor/blob", "usr/lib/firmware/vendor/blob"),
+        ("/usr/lib/firmware/vendor/blob", "usr/lib/firmware/vendor/blob"),
+        ("lib/firmware/rel", "usr/lib/firmware/vendor/blob"),
+        ("usr/lib/firmware/abs", "usr/lib/firmware/vendor/blob"),
+        ("usr/lib/firmware/chain", "usr/lib/firmware/vendor/blob"),
+        ("usr/lib/firmware/dir/blob", "usr/lib/firmware/vendor/blob"),
+        ("usr/lib/firmware/dotdot", "etc"),
+        ("usr/lib/firmware/../firmware/./vendor", "usr/lib/firmware/vendor"),
+        ("", ""),
+        # Absolute targets restart at the rootfs: the host's files are not there.
+        ("usr/lib/firmware/host", None),
+        ("usr/lib/firmware/hostname", None),
+        ("usr/lib/firmware/dangling", None),
+        ("usr/lib/firmware/through-file", None),
+        ("usr/lib/firmware/missing/deeper", None),
+    ],
+)
+def test_resolve_in_rootfs(chroot: Path, path: str, expected: str | None) -> None:
+    assert resolve_in_rootfs("ext", chroot, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("usr/lib/firmware/up", "extension 'ext': usr/lib/firmware/up: symlink leaves the rootfs"),
+        ("../etc", "extension 'ext': ../etc: symlink leaves the rootfs"),
+        ("usr/lib/firmware/loop1", "extension 'ext': usr/lib/firmware/loop1: symlink loop"),
+    ],
+)
+def test_resolve_in_rootfs_rejects(chroot: Path, path: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        resolve_in_rootfs("ext", chroot, path)
+    assert str(info.value) == message
+
+
+NAMES = st.sampled_from(["a", "b", "c", "..", ".", ""])
+TARGETS = st.lists(NAMES, min_size=1, max_size=4).map("/".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b", "c", "a/b", "b/c"]), st.booleans(), TARGETS),
+        max_size=6,
+    ),
+    st.lists(st.sampled_from(["a", "b", "c", ".."]), min_size=1, max_size=5).map("/".join),
+)
+def test_resolve_in_rootfs_never_leaves_it(
+    entries: list[tuple[str, bool, str]], query: str
+) -> None:
+    """Any tree of links: the answer is a real, link-free path inside rootfs, None, or bad input."""
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "rootfs"
+        root.mkdir()
+        (Path(scratch) / "a").mkdir()  # a host directory right above the rootfs
+        for path, absolute, target in entries:
+            entry = root / path
+            if entry.parent.is_symlink() or os.path.lexists(entry):
+                continue
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            entry.symlink_to(f"/{target}" if absolute else (target or "."))
+        try:
+            found = resolve_in_rootfs("ext", root, query)
+        except InvalidInput as exc:
+            assert "symlink" in str(exc)
+            return
+        if found is None:
+            return
+        real = root.joinpath(*found.split("/")) if found else root
+        assert real.exists()
+        parts = found.split("/") if found else []
+        for i in range(len(parts)):
+            assert not root.joinpath(*parts[: i + 1]).is_symlink()
+        assert os.path.realpath(real).startswith(os.path.realpath(root))

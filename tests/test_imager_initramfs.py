@@ -497,3 +497,131 @@ def test_no_extensions_copies_base(tmp_path: Path, kernel: Kernel) -> None:
     base = make_base(tmp_path, V("1.10.0"), kernel)
     out = build_initramfs(base, [], V("1.10.0"), tmp_path / "o/initramfs.xz", epoch=EPOCH)
     assert out.read_bytes() == base.read_bytes()
+
+
+# --- symlinks resolve inside the extension, never on the build host -------------------------------
+
+
+def appended_entries(out: Path, base: Path, dest: Path) -> dict[str, Entry]:
+    raw = unpack_appended(split_output(out.read_bytes(), base.read_bytes()), Compression.ZSTD, dest)
+    return {e.name: e for e in parse_newc(raw)[0]}
+
+
+@pytest.fixture
+def host_secret(tmp_path: Path) -> Path:
+    """A file and a directory of the build host that no extension may carry."""
+    secret = tmp_path / "host/secret"
+    secret.parent.mkdir()
+    secret.write_bytes(b"HOST-ONLY")
+    return secret
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "HOST_FILE", "HOST_DIR"])
+def test_absolute_firmware_symlink_to_the_host_is_not_followed(
+    tmp_path: Path, kernel: Kernel, host_secret: Path, target: str
+) -> None:
+    version = V("1.10.0")
+    base = make_base(tmp_path, version, kernel)
+    ext = extension(tmp_path / "e", "fw", {"usr/lib/firmware/a.bin": b"a"})
+    link = {"HOST_FILE": str(host_secret), "HOST_DIR": str(host_secret.parent)}.get(target, target)
+    (ext / "rootfs/usr/lib/firmware/leak").symlink_to(link)
+    with pytest.raises(InvalidInput, match=r"extension 'fw': usr/lib/firmware/leak: No such file"):
+        build_initramfs(base, [load_extension(ext)], version, tmp_path / "o/i.xz", epoch=EPOCH)
+    assert os.listdir(tmp_path / "o") == []
+
+
+def test_absolute_symlinks_resolve_inside_the_rootfs(
+    tmp_path: Path, kernel: Kernel, host_secret: Path
+) -> None:
+    version = V("1.10.0")
+    base = make_base(tmp_path, version, kernel)
+    ext = extension(
+        tmp_path / "e",
+        "fw",
+        {
+            "usr/lib/firmware/a.bin": b"payload",
+            # Same absolute path as a host file: the extension's own copy wins.
+            f"{str(host_secret).lstrip('/')}": b"EXTENSION-COPY",
+            "usr/share/fw/dir/c.bin": b"in a linked directory",
+            "usr/lib/firmware/intel-ucode/real/06-01": b"UCODE-VIA-LINK",
+        },
+    )
+    fw = ext / "rootfs/usr/lib/firmware"
+    (fw / "b.bin").symlink_to("/usr/lib/firmware/a.bin")
+    (fw / "own").symlink_to(host_secret)
+    (fw / "dir").symlink_to("/usr/share/fw/dir")
+    (fw / "up.bin").symlink_to("../../../usr/lib/firmware/a.bin")
+    (fw / "intel-ucode/06-01").symlink_to("/usr/lib/firmware/intel-ucode/real/06-01")
+    out = build_initramfs(base, [load_extension(ext)], version, tmp_path / "o.xz", epoch=EPOCH)
+    entries = appended_entries(out, base, tmp_path / "u")
+    assert entries["usr/lib/firmware/b.bin"].data == b"payload"
+    assert entries["usr/lib/firmware/own"].data == b"EXTENSION-COPY"
+    assert entries["usr/lib/firmware/dir/c.bin"].data == b"in a linked directory"
+    assert entries["usr/lib/firmware/up.bin"].data == b"payload"
+    assert all(b"HOST-ONLY" not in e.data for e in entries.values())
+    micro = {
+        e.name: e
+        for e in parse_newc(split_output(out.read_bytes(), base.read_bytes()).prepended)[0]
+    }
+    assert micro["kernel/x86/microcode/GenuineIntel.bin"].data == b"UCODE-VIA-LINK"
+    assert "usr/lib/firmware/intel-ucode/06-01" not in entries  # the blob went to the front
+
+
+@pytest.mark.parametrize(
+    ("links", "message"),
+    [
+        ({"leak": "../../../../etc/hostname"}, "leak: symlink leaves the rootfs"),
+        ({"a": "b", "b": "a"}, "a: symlink loop"),
+        ({"self": "self"}, "self: symlink loop"),
+        ({"again": "."}, "again: symlink loop"),
+        ({"parent": "/usr/lib"}, "parent: symlink loop"),
+    ],
+)
+def test_bad_firmware_symlinks_are_bad_input(
+    tmp_path: Path, kernel: Kernel, links: dict[str, str], message: str
+) -> None:
+    version = V("1.10.0")
+    base = make_base(tmp_path, version, kernel)
+    ext = extension(tmp_path / "e", "fw", {"usr/lib/firmware/a.bin": b"a"})
+    for name, target in links.items():
+        (ext / "rootfs/usr/lib/firmware" / name).symlink_to(target)
+    with pytest.raises(InvalidInput, match=f"extension 'fw': usr/lib/firmware/{message}"):
+        build_initramfs(base, [load_extension(ext)], version, tmp_path / "o/i.xz", epoch=EPOCH)
+
+
+def test_modules_path_linked_to_the_host_carries_no_modules(tmp_path: Path, kernel: Kernel) -> None:
+    version = V("1.10.0")
+    base = make_base(tmp_path, version, kernel)
+    ext = extension(tmp_path / "e", "m", {"usr/local/a": b"a"})
+    # A modules tree for the base kernel exists on the host, at a path the extension lacks.
+    host = tmp_path / "host-modules"
+    (host / kernel.kver / "extras").mkdir(parents=True)
+    shutil.copyfile(kernel.files / "dummy.ko", host / kernel.kver / "extras/dummy.ko")
+    (ext / "rootfs/usr/lib").mkdir()
+    (ext / "rootfs/usr/lib/modules").symlink_to(host)
+    out = build_initramfs(base, [load_extension(ext)], version, tmp_path / "o.xz", epoch=EPOCH)
+    entries = appended_entries(out, base, tmp_path / "u")
+    assert sorted(entries) == ["0.sqsh", "extensions.yaml"]
+
+
+def test_xz_initramfs_is_the_same_on_one_core(tmp_path: Path, kernel: Kernel) -> None:
+    """The appended stream doesn't depend on the cores the build may use."""
+    version = V("1.7.4")
+    base = make_base(tmp_path, version, kernel)
+    outputs = []
+    for cpus in (os.sched_getaffinity(0), {min(os.sched_getaffinity(0))}):
+        before = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, cpus)
+        try:
+            work = tmp_path / f"cpus{len(cpus)}"
+            work.mkdir()
+            exts = sample_extensions(work, version, kernel)
+            out = build_initramfs(base, exts, version, work / "o.xz", epoch=EPOCH)
+        finally:
+            os.sched_setaffinity(0, before)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    appended = split_output(outputs[0], base.read_bytes()).appended
+    (tmp_path / "appended.xz").write_bytes(appended)
+    listing = sh("xz", "--robot", "--list", "--verbose", tmp_path / "appended.xz").decode()
+    assert listing.count("\nblock\t") == 1  # single-threaded: one block, whatever the cores

@@ -371,6 +371,16 @@ def test_two_builds_give_identical_digests_and_reruns_keep_the_key(
     assert _index_entries(out) == before
 
 
+def test_source_date_epoch_in_the_environment_changes_nothing(
+    release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sample version has its own epoch: an outer SOURCE_DATE_EPOCH (as build wrappers set)
+    neither stops mksquashfs nor changes a digest."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    again = build_release(ReleaseRequest(tmp_path / "env", parse_versions(VERSIONS)))
+    assert again.digests() == release.digests()
+
+
 def _index_entries(out: Path) -> set[tuple[str, str]]:
     index = json.loads((out / "oci/index.json").read_text())
     return {

@@ -100,3 +100,26 @@ def test_mksquashfs_is_reproducible(tmp_path: Path, compressor: tuple[str, ...])
         ["unsquashfs", "-lln", "-d", "", str(images[0])], capture_output=True, check=True
     ).stdout.decode()
     assert "0/0" in listing and "/b/link -> z.txt" in listing
+
+
+def test_cpio_sets_every_entry_to_the_given_time(tmp_path: Path) -> None:
+    root = tree.materialize(ENTRIES, tmp_path / "t", EPOCH)
+    os.utime(root / "b/z.txt", (5, 5))
+    fixed = tree.cpio_newc(root, tmp_path / "fixed.cpio", EPOCH).read_bytes()
+    assert os.lstat(root / "b/z.txt").st_mtime == EPOCH
+    # Without a time, the root's (which materialize set) is every entry's.
+    other = tree.materialize(ENTRIES, tmp_path / "o", EPOCH + 99)
+    os.utime(other / "b/z.txt", (5, 5))
+    assert tree.cpio_newc(other, tmp_path / "root.cpio").read_bytes() != fixed
+    assert os.lstat(other / "b/z.txt").st_mtime == EPOCH + 99
+    assert tree.cpio_newc(other, tmp_path / "other.cpio", EPOCH).read_bytes() == fixed
+
+
+def test_mksquashfs_with_source_date_epoch_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compressor = ("-comp", "xz", "-Xdict-size", "100%")
+    root = tree.materialize(ENTRIES, tmp_path / "t", EPOCH)
+    plain = tree.mksquashfs(root, tmp_path / "plain.sqsh", compressor, EPOCH).read_bytes()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH + 1000))
+    assert tree.mksquashfs(root, tmp_path / "env.sqsh", compressor, EPOCH).read_bytes() == plain

@@ -6,6 +6,8 @@ Mirrors upstream's extension loader and constraint validator; all checks run bef
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ ROOTFS = "rootfs"
 MANIFEST_VERSION = "v1alpha1"
 MAX_MANIFEST_BYTES = 1 << 20
 _METADATA_FIELDS = ("name", "version", "author", "description", "extraInfo")
+MAX_SYMLINK_HOPS = 40  # Linux's MAXSYMLINKS
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,44 @@ def load_extension(root: Path, selinux: Mapping[str, str] | None = None) -> Exte
         rootfs=rootfs,
         selinux=MappingProxyType(dict(selinux or {})),
     )
+
+
+def resolve_in_rootfs(name: str, rootfs: Path, path: str) -> str | None:
+    """`path` with every symlink resolved as if `rootfs` were `/`: rootfs-relative, or None if missing.
+
+    Absolute targets restart at rootfs, so the build host's files are never reached; a link that
+    climbs above rootfs or loops is bad input of extension `name`.
+    """
+    pending = [part for part in reversed(path.split("/")) if part not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                raise InvalidInput(f"extension {name!r}: {path}: symlink leaves the rootfs")
+            resolved.pop()
+            continue
+        candidate = rootfs.joinpath(*resolved, part)
+        try:
+            mode = os.lstat(candidate).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if stat.S_ISLNK(mode):
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise InvalidInput(f"extension {name!r}: {path}: symlink loop")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            pending.extend(reversed(target.split("/")))
+            continue
+        if pending and not stat.S_ISDIR(mode):
+            return None
+        resolved.append(part)
+    return "/".join(resolved)
 
 
 def _quote(text: str) -> str:

@@ -14,11 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagefactory import archive
 from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.goyaml import GoStruct, marshal
-from imagefactory.imager.extensions import ExtensionTree, Metadata, check_compatible
+from imagefactory.imager.extensions import (
+    ExtensionTree,
+    Metadata,
+    check_compatible,
+    resolve_in_rootfs,
+)
 from imagefactory.imager.toolclock import ToolClock
-from imagefactory.quirks import Compression, Quirks, quirks_for
+from imagefactory.quirks import Quirks, quirks_for
 from imagefactory.versions import TalosVersion
 
 ROOTFS_ASSET = "rootfs.sqsh"
@@ -57,22 +63,50 @@ def _ordered(extensions: Sequence[ExtensionTree]) -> list[_Layer]:
     return sorted(layers, key=lambda layer: layer.directory)
 
 
-def _copy_deref(src: Path, dst: Path, skip: frozenset[Path] = frozenset()) -> None:
-    """Copy a tree following symlinks (upstream opens and copies), keeping permission bits."""
-    try:
-        st = src.stat()
-    except OSError as exc:
-        raise InvalidInput(f"extension file {src}: {exc.strerror}") from exc
+def _resolve(layer: _Layer, rel: str) -> str | None:
+    return resolve_in_rootfs(layer.metadata.name, layer.rootfs, rel)
+
+
+def _replace_link(dst: Path) -> None:
+    # Never write through a symlink of the destination tree (the base's modules may carry some).
+    if dst.is_symlink():
+        dst.unlink()
+
+
+def _copy_deref(
+    layer: _Layer,
+    rel: str,
+    dst: Path,
+    skip: frozenset[str] = frozenset(),
+    parents: frozenset[str] = frozenset(),
+) -> None:
+    """Copy the layer's tree at rel to dst, keeping permission bits.
+
+    Symlinks are copied as their targets (upstream opens and copies), resolved inside the layer's
+    rootfs; `skip` holds entry paths (real parent + name) left out.
+    """
+    real = _resolve(layer, rel)
+    if real is None:
+        raise InvalidInput(f"extension {layer.metadata.name!r}: {rel}: No such file or directory")
+    if any(real in ("", parent) or parent.startswith(f"{real}/") for parent in parents):
+        # A directory that holds the copy in progress: following it would never end.
+        raise InvalidInput(f"extension {layer.metadata.name!r}: {rel}: symlink loop")
+    src = layer.rootfs / real
+    st = os.lstat(src)
+    _replace_link(dst)
     if stat.S_ISDIR(st.st_mode):
         if not dst.is_dir():
             dst.mkdir(parents=True)
             os.chmod(dst, stat.S_IMODE(st.st_mode) & ~UMASK)
         for child in sorted(os.listdir(src)):
-            if src / child not in skip:
-                _copy_deref(src / child, dst / child, skip)
+            entry = f"{real}/{child}" if real else child
+            if entry not in skip:
+                _copy_deref(layer, entry, dst / child, skip, parents | {real})
         return
     if not stat.S_ISREG(st.st_mode):
-        raise InvalidInput(f"{src}: special files are not allowed in extensions")
+        raise InvalidInput(
+            f"extension {layer.metadata.name!r}: {rel}: special files are not allowed in extensions"
+        )
     shutil.copyfile(src, dst)
     os.chmod(dst, stat.S_IMODE(st.st_mode) & ~UMASK)
 
@@ -87,15 +121,27 @@ def _mkdirs(root: Path, rel: Path) -> None:
             os.chmod(directory, 0o755)
 
 
-def _microcode_blobs(rootfs: Path, quirks: Quirks) -> list[tuple[list[Path], str]]:
+@dataclass(frozen=True)
+class _Blob:
+    """A microcode file: its entry (real parent + name, what the firmware copy skips), its file."""
+
+    entry: str
+    path: Path
+
+
+def _microcode_blobs(layer: _Layer, quirks: Quirks) -> list[tuple[list[_Blob], str]]:
     """(blobs in name order, destination) per vendor; Go's Glob matches dotfiles too."""
     found = []
     for vendor, pattern, destination in MICROCODE:
-        directory = rootfs / _rel(quirks.firmware_path) / vendor
-        if not directory.is_dir():
+        directory = _resolve(layer, f"{_rel(quirks.firmware_path)}/{vendor}")
+        if directory is None or not (layer.rootfs / directory).is_dir():
             continue
-        names = sorted(n for n in os.listdir(directory) if fnmatch.fnmatchcase(n, pattern))
-        blobs = [directory / n for n in names if (directory / n).is_file()]
+        blobs = []
+        for name in sorted(os.listdir(layer.rootfs / directory)):
+            entry = f"{directory}/{name}"
+            real = _resolve(layer, entry) if fnmatch.fnmatchcase(name, pattern) else None
+            if real is not None and stat.S_ISREG(os.lstat(layer.rootfs / real).st_mode):
+                blobs.append(_Blob(entry, layer.rootfs / real))
         if blobs:
             found.append((blobs, destination))
     return found
@@ -155,13 +201,14 @@ class _Build:
         """depmod over the base modules plus the extensions' ones -> the `modules.dep` layer."""
         root, kver = self.base_modules(base)
         for layer in carriers:
-            source = layer.rootfs / _rel(self.quirks.modules_path) / kver
-            if not source.is_dir():
+            source = f"{_rel(self.quirks.modules_path)}/{kver}"
+            real = _resolve(layer, source)
+            if real is None or not (layer.rootfs / real).is_dir():
                 raise InvalidInput(
                     f"extension {layer.metadata.name!r} has no kernel modules for the base "
                     f"kernel {kver} under {self.quirks.modules_path}"
                 )
-            _copy_deref(source, root / kver)
+            _copy_deref(layer, source, root / kver)
         config = self.tmp / "depmod.conf"
         config.write_text(DEPMOD_CONFIG)
         # depmod looks for <basedir>/lib/modules; with usr-merge the tree sits under usr/.
@@ -187,40 +234,29 @@ class _Build:
 
     def pack(self, layer: _Layer) -> str:
         """Microcode and firmware into staging, the rest into `<directory>.sqsh`; its name."""
-        microcode: set[Path] = set()
-        for blobs, destination in _microcode_blobs(layer.rootfs, self.quirks):
+        microcode: set[str] = set()
+        for blobs, destination in _microcode_blobs(layer, self.quirks):
             out = self.staging / destination
             _mkdirs(self.staging, Path(destination).parent)
             with out.open("ab") as sink:
                 for blob in blobs:
-                    with blob.open("rb") as src:
+                    with blob.path.open("rb") as src:
                         shutil.copyfileobj(src, sink)
             os.chmod(out, 0o644)
-            microcode.update(blobs)
+            microcode.update(blob.entry for blob in blobs)
         firmware = _rel(self.quirks.firmware_path)
-        if (layer.rootfs / firmware).exists():
-            _copy_deref(layer.rootfs / firmware, self.staging / firmware, frozenset(microcode))
+        if _resolve(layer, firmware) is not None:
+            _copy_deref(layer, firmware, self.staging / firmware, frozenset(microcode))
         image = f"{layer.directory}.sqsh"
-        # mksquashfs refuses -all-time while SOURCE_DATE_EPOCH is set, and that only clamps.
-        self.clock.run(
-            [
-                "env", "-u", "SOURCE_DATE_EPOCH",
-                "mksquashfs",
-                layer.rootfs,
-                self.staging / image,
-                "-all-root",
-                "-noappend",
-                "-no-progress",
-                "-quiet",
-                *self.quirks.squashfs_compression_args,
-                "-mkfs-time", str(self.epoch),
-                "-all-time", str(self.epoch),
-                # Rootless unpacking can't carry SELinux labels; don't leak the host's xattrs.
-                "-no-xattrs",
-                # Firmware (microcode included) was moved to the initramfs; -e must come last.
-                "-e", firmware,
-            ]
-        )  # fmt: skip
+        archive.squashfs(
+            layer.rootfs,
+            self.staging / image,
+            self.quirks.squashfs_compression_args,
+            mtime=self.epoch,
+            # Firmware (microcode included) was moved to the initramfs.
+            exclude=(firmware,),
+            run=self.clock.run,
+        )
         return image
 
     def write_config(self, layers: Sequence[tuple[str, Metadata]]) -> None:
@@ -238,10 +274,10 @@ class _Build:
         path = self.staging / EXTENSIONS_YAML
         path.write_bytes(marshal(config))
 
-    def listings(self) -> tuple[bytes, bytes]:
+    def listings(self) -> tuple[list[str], list[str]]:
         """(compressed, uncompressed) cpio name lists: parents first, names sorted, `kernel/` apart.
 
-        Every entry is set to the epoch and to its upstream mode on the way.
+        Every entry is set to its upstream mode on the way.
         """
         compressed: list[str] = []
         uncompressed: list[str] = []
@@ -253,35 +289,22 @@ class _Build:
                 full = self.staging / child
                 if child.endswith(".sqsh") or child == EXTENSIONS_YAML:
                     os.chmod(full, 0o644)
-                os.utime(full, (self.epoch, self.epoch), follow_symlinks=False)
                 is_kernel = child == "kernel" or child.startswith("kernel/")
                 (uncompressed if is_kernel else compressed).append(child)
-                if full.is_dir():
+                if full.is_dir() and not full.is_symlink():
                     walk(child)
 
         walk("")
-        return (
-            "".join(f"{n}\n" for n in compressed).encode("utf-8", "surrogateescape"),
-            "".join(f"{n}\n" for n in uncompressed).encode("utf-8", "surrogateescape"),
-        )
+        return compressed, uncompressed
 
-    def cpio(self, listing: bytes, sink: Path) -> None:
+    def cpio(self, names: list[str], sink: Path) -> None:
         with sink.open("wb") as out:
-            self.clock.run(
-                ["cpio", "-H", "newc", "--create", "--reproducible", "--quiet", "-R", "+0:+0"],
-                cwd=self.staging,
-                stdin=listing,
-                stdout=out,
-            )
+            archive.cpio_newc(self.staging, names, out, mtime=self.epoch, run=self.clock.run)
 
     def assemble(self, base: Path, out: Path) -> None:
         compressed, uncompressed = self.listings()
         appended = self.tmp / "appended.cpio"
         self.cpio(compressed, appended)
-        if self.quirks.compression is Compression.ZSTD:
-            compress = ["zstd", "-T0", "-18", "-c", "--quiet"]
-        else:
-            compress = ["xz", "-C", "crc32", "-0", "-e", "-T", "0", "-z", "-c", "--quiet"]
         partial = out.with_name(f".{out.name}.partial")
         try:
             with partial.open("wb") as sink:
@@ -292,9 +315,13 @@ class _Build:
                         shutil.copyfileobj(src, sink, 1 << 20)
                 with base.open("rb") as src:
                     shutil.copyfileobj(src, sink, 1 << 20)
-                sink.flush()
-                with appended.open("rb") as src:
-                    self.clock.run(compress, stdin=src, stdout=sink)
+                archive.compress(
+                    appended,
+                    sink,
+                    self.quirks.compression,
+                    xz_preset=archive.XzPreset.EXTENSIONS,
+                    run=self.clock.run,
+                )
             os.replace(partial, out)
         finally:
             partial.unlink(missing_ok=True)
@@ -331,7 +358,7 @@ def build_initramfs(
     with tempfile.TemporaryDirectory(prefix="initramfs-", dir=out.parent) as scratch:
         build = _Build(Path(scratch), quirks, epoch, clock)
         carriers = [
-            layer for layer in layers if (layer.rootfs / _rel(quirks.modules_path)).exists()
+            layer for layer in layers if _resolve(layer, _rel(quirks.modules_path)) is not None
         ]
         if carriers:
             layers.append(build.modules_layer(base, carriers))

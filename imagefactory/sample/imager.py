@@ -65,7 +65,7 @@ def build_assets(version: SampleVersion, parts: DebianParts, work: Path) -> Arch
         rootfs_tree, work / "rootfs.sqsh", version.quirks.squashfs_compression_args, epoch
     )
     ird = tree.materialize(initramfs_entries(version, parts, rootfs), work / "initramfs", epoch)
-    cpio = tree.cpio_newc(ird, work / "initramfs.cpio")
+    cpio = tree.cpio_newc(ird, work / "initramfs.cpio", epoch)
     # Named .xz whatever the compression, as upstream's imager names it.
     initramfs = tree.compress(cpio, work / "initramfs.xz", version.compression)
     return ArchAssets(parts.arch, parts.vmlinuz, initramfs, parts.sd_stub, parts.sd_boot)

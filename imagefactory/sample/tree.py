@@ -1,4 +1,4 @@
-"""Deterministic file trees and the archive tools that pack them (cpio, xz, zstd, mksquashfs).
+"""Deterministic file trees of the sample release, packed with imagefactory.archive.
 
 Every entry gets a fixed mode and mtime, so the same inputs give byte-identical archives.
 """
@@ -11,14 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagefactory import tools
+from imagefactory import archive
 from imagefactory.errors import BuildError
 from imagefactory.quirks import Compression
-
-# Fixed thread counts: xz -T0 and zstd single-thread mode change the output with the core count.
-XZ_THREADS = "1"
-ZSTD_THREADS = "1"
-ZSTD_LEVEL = 18  # upstream's ZSTD_COMPRESSION_LEVEL
 
 
 @dataclass(frozen=True)
@@ -92,49 +87,22 @@ def sorted_paths(root: Path, *, include_root: bool = False) -> list[Path]:
     return sorted(found, key=lambda p: os.fsencode(p.relative_to(root)))
 
 
-def cpio_newc(root: Path, out: Path) -> Path:
-    """`find . | LC_ALL=C sort | cpio --reproducible -H newc -o -R +0:+0`, as upstream packs it."""
-    names = [b"."] + [b"./" + os.fsencode(p.relative_to(root)) for p in sorted_paths(root)]
+def cpio_newc(root: Path, out: Path, mtime: int | None = None) -> Path:
+    """`find . | LC_ALL=C sort | cpio --reproducible -H newc -o -R +0:+0`, as upstream packs it.
+
+    Every entry gets `mtime`; by default the root's, which materialize and fix_tree set.
+    """
+    names = ["."] + [f"./{p.relative_to(root)}" for p in sorted_paths(root)]
+    fixed = int(os.lstat(root).st_mtime) if mtime is None else mtime
     with out.open("wb") as sink:
-        tools.run(
-            [
-                "cpio",
-                "--create",
-                "--format=newc",
-                "--reproducible",
-                "--owner=+0:+0",
-                "--quiet",
-            ],
-            cwd=root,
-            stdin=b"\n".join(names) + b"\n",
-            stdout=sink,
-        )
+        archive.cpio_newc(root, names, sink, mtime=fixed)
     return out
 
 
 def compress(source: Path, out: Path, compression: Compression) -> Path:
-    """xz with a crc32 check (the kernel's decoder rejects crc64) or zstd -18, into out."""
-    if compression is Compression.XZ:
-        argv: list[str | os.PathLike[str]] = [
-            "xz",
-            "--check=crc32",
-            "-9",
-            f"--threads={XZ_THREADS}",
-            "--stdout",
-            source,
-        ]
-    else:
-        argv = [
-            "zstd",
-            f"-{ZSTD_LEVEL}",
-            f"-T{ZSTD_THREADS}",
-            "--no-progress",
-            "-q",
-            "-c",
-            source,
-        ]
+    """Talos's initramfs compression (xz -9 or zstd -18) of source into out."""
     with out.open("wb") as sink:
-        tools.run(argv, stdout=sink)
+        archive.compress(source, sink, compression, xz_preset=archive.XzPreset.INITRAMFS)
     return out
 
 
@@ -143,21 +111,4 @@ def mksquashfs(root: Path, out: Path, compressor: Sequence[str], mtime: int) -> 
 
     `compressor` is the version's `-comp ...` options (Quirks.squashfs_compression_args).
     """
-    tools.run(
-        [
-            "mksquashfs",
-            root,
-            out,
-            "-noappend",
-            "-no-progress",
-            "-quiet",
-            "-all-root",
-            "-no-xattrs",
-            "-mkfs-time",
-            str(mtime),
-            "-all-time",
-            str(mtime),
-            *compressor,
-        ]
-    )
-    return out
+    return archive.squashfs(root, out, compressor, mtime=mtime)
