@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import imager_assets as assets
 
+from imagefactory import tools
 from imagefactory.imager.extensions import ExtensionTree, load_extension
 from imagefactory.imager.initramfs import build_initramfs
 from imagefactory.imager.iso import IsoInputs, build_iso
 from imagefactory.imager.pesign import SecureBootSigner
-from imagefactory.imager.toolclock import ToolClock
 from imagefactory.imager.uki import build_uki
 from imagefactory.imager.virtual import virtual_extensions
 from imagefactory.platforms import Arch
@@ -139,15 +139,15 @@ def make_extensions(
     ucode = extension(work / "ext/ucode", "intel-ucode")
     for i in range(40):
         fill(ucode / "rootfs" / fw / f"intel-ucode/06-{i:02x}-01", 64 << 10, rng)
-    tools = extension(work / "ext/tools", "tools")
+    bins = extension(work / "ext/tools", "tools")
     for i in range(200):
-        fill(tools / "rootfs" / f"usr/local/bin/tool{i:03d}", 48 << 10, rng)
+        fill(bins / "rootfs" / f"usr/local/bin/tool{i:03d}", 48 << 10, rng)
     kmod = extension(work / "ext/kmod", "kmod")
     for name in ("dummy.ko", "ifb.ko"):
         target = kmod / "rootfs" / mods / kver / "extras" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(kfiles / name, target)
-    trees = [load_extension(p) for p in (fw_ext, ucode, tools, kmod)]
+    trees = [load_extension(p) for p in (fw_ext, ucode, bins, kmod)]
     schematic = parse_schematic(b"customization:\n  extraKernelArgs: [quiet]\n")
     return trees + list(virtual_extensions(schematic, version, work / "virtual"))
 
@@ -179,24 +179,23 @@ ISO_CASES = (
 )
 
 
-def measure(build: Callable[..., Path]) -> tuple[Run, Path]:
-    """Time `build(clock=...)`, with every tool it runs timed on that clock."""
-    clock = ToolClock()
+def measure(build: Callable[[], Path]) -> tuple[Run, Path]:
+    """Time `build()` and, through tools.recording, every tool it runs."""
     start = time.perf_counter()
-    with clock.timing_all_tools():
-        out = build(clock=clock)
-    return Run(time.perf_counter() - start, clock.seconds, clock.calls), out
+    with tools.recording() as ran:
+        out = build()
+    return Run(time.perf_counter() - start, ran.seconds, ran.calls), out
 
 
 def iso_build(
     case: IsoCase, work: Path, kernel: Path, initramfs: Path, keys: tuple[SecureBootSigner, Path]
-) -> Callable[[ToolClock], Path]:
+) -> Callable[[], Path]:
     """The UKI (unless the ISO is GRUB-only, as in imagefactory.build) and then the ISO."""
     version = TalosVersion.parse(case.version)
     cmdline = "console=ttyS0 talos.platform=metal"
     signer, pcr_key = keys
 
-    def build(clock: ToolClock) -> Path:  # timed through clock.timing_all_tools
+    def build() -> Path:
         uki = None
         if case.bootloader is not Bootloader.GRUB or case.secureboot:
             uki = build_uki(

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
 from imagefactory import tools
 from imagefactory.errors import BuildError
@@ -22,25 +22,6 @@ XZ_THREADS = 1
 # zstd's multi-threaded frames do not depend on the worker count (tests check 1, 2, 4 workers and
 # one CPU); only --single-thread differs. So all cores, as upstream runs it.
 ZSTD_THREADS = 0
-
-
-class Runner(Protocol):
-    """tools.run or a wrapper of it with the same signature (ToolClock.run)."""
-
-    def __call__(
-        self,
-        argv: Sequence[str | os.PathLike[str]],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | IO[bytes] | None = None,
-        stdout: IO[bytes] | None = None,
-    ) -> bytes: ...
-
-
-def _runner(run: Runner | None) -> Runner:
-    # Looked up per call, so a timer swapping tools.run for a block still sees these runs.
-    return tools.run if run is None else run
 
 
 class XzPreset(enum.StrEnum):
@@ -56,7 +37,6 @@ def cpio_newc(
     sink: IO[bytes],
     *,
     mtime: int,
-    run: Runner | None = None,
 ) -> None:
     """Write a newc archive of `names` (relative to root, in the given order) to sink.
 
@@ -69,7 +49,7 @@ def cpio_newc(
             raise BuildError(f"cpio: bad entry name {name!r}")
         os.utime(root / name, (mtime, mtime), follow_symlinks=False)
         listing += encoded + b"\n"
-    _runner(run)(
+    tools.run(
         [
             "cpio",
             "--create",
@@ -90,7 +70,6 @@ def compress(
     compression: Compression,
     *,
     xz_preset: XzPreset = XzPreset.INITRAMFS,
-    run: Runner | None = None,
 ) -> None:
     """Append source, compressed as a stream (no size in the header, as upstream pipes it), to sink.
 
@@ -117,7 +96,7 @@ def compress(
         ]
     sink.flush()
     with source.open("rb") as src:
-        _runner(run)(argv, stdin=src, stdout=sink)
+        tools.run(argv, stdin=src, stdout=sink)
 
 
 def squashfs(
@@ -127,14 +106,13 @@ def squashfs(
     *,
     mtime: int,
     exclude: Sequence[str] = (),
-    run: Runner | None = None,
 ) -> Path:
     """A squashfs of root at out: root-owned, every time `mtime`, no xattrs, `exclude` left out.
 
     `compression_args` are the version's `-comp ...` options (Quirks.squashfs_compression_args);
     `exclude` names paths relative to root.
     """
-    _runner(run)(
+    tools.run(
         [
             # mksquashfs 4.5 refuses -all-time while SOURCE_DATE_EPOCH is set, and that only clamps.
             "env", "-u", "SOURCE_DATE_EPOCH",

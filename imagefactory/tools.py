@@ -1,11 +1,12 @@
-"""The one way the factory runs an external tool.
+"""The one way the factory runs an external tool, and the one way to observe the runs.
 
-argv is always a list, is logged before it runs, and a failure raises ToolError with the stderr tail.
+argv is always a list, is logged and recorded; a failure raises ToolError with the stderr tail.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import shlex
@@ -13,7 +14,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
@@ -24,6 +28,60 @@ log = logging.getLogger(__name__)
 STDERR_TAIL_BYTES = 4096
 # Long enough for mksquashfs -18 of a large extension on a slow machine; a hung tool still ends.
 DEFAULT_TIMEOUT = 3600.0
+
+
+@dataclass
+class ToolRuns:
+    """The tool runs inside one `recording()` block: summed wall time, count and argv, in order.
+
+    Mutable on purpose: a running total that `run` and `stream` add to.
+    """
+
+    seconds: float = 0.0
+    calls: int = 0
+    argvs: list[list[str]] = field(default_factory=list)
+
+
+# The recorders open in this context, innermost last; a tuple, so a copied context (a worker thread
+# started with copy_context) shares the recorders but never the list of them.
+_recorders: contextvars.ContextVar[tuple[ToolRuns, ...]] = contextvars.ContextVar(
+    "imagefactory_tool_recorders", default=()
+)
+# A context copied into worker threads shares its recorders; their totals must not lose updates.
+_record_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[ToolRuns]:
+    """Record every `run` and `stream` started in this context inside the block.
+
+    Other threads and tasks (own contexts) are not seen; nested blocks each record a run once.
+    Failed runs count too; overlapping streams each add their full wall time.
+    """
+    runs = ToolRuns()
+    token = _recorders.set((*_recorders.get(), runs))
+    try:
+        yield runs
+    finally:
+        _recorders.reset(token)
+
+
+@contextlib.contextmanager
+def _recorded(args: list[str]) -> Iterator[None]:
+    # The recorders open when the tool starts: a block opened while a stream is read does not
+    # count that stream.
+    recorders = _recorders.get()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if recorders:
+            elapsed = time.perf_counter() - start
+            with _record_lock:
+                for runs in recorders:
+                    runs.seconds += elapsed
+                    runs.calls += 1
+                    runs.argvs.append(list(args))
 
 
 def require(tool: str) -> str:
@@ -60,7 +118,7 @@ def run(
     full_env = None if env is None else {**os.environ, **env}
     input_bytes = stdin if isinstance(stdin, bytes) else None
     stdin_file = None if isinstance(stdin, bytes) or stdin is None else stdin
-    with tempfile.TemporaryFile() as errors:
+    with _recorded(args), tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(
                 args,
@@ -100,7 +158,7 @@ def stream(argv: Sequence[str | os.PathLike[str]], *, stdin: IO[bytes]) -> Itera
     """
     args = [os.fspath(a) for a in argv]
     log.info("run: %s", shlex.join(args))
-    with tempfile.TemporaryFile() as errors:
+    with _recorded(args), tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=errors)
         except FileNotFoundError as exc:

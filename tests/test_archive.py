@@ -9,40 +9,20 @@ import io
 import os
 import random
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagefactory import archive
+from imagefactory import archive, tools
 from imagefactory.errors import BuildError
 from imagefactory.quirks import Compression
 
 EPOCH = 1_700_000_000
 ZSTD_ARGS = ("-comp", "zstd", "-Xcompression-level", "18")
-
-
-class Recorder:
-    """A Runner that records argv and runs nothing."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    def __call__(
-        self,
-        argv: Sequence[str | os.PathLike[str]],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | IO[bytes] | None = None,
-        stdout: IO[bytes] | None = None,
-    ) -> bytes:
-        self.calls.append([os.fspath(a) for a in argv])
-        return b""
 
 
 def sample_data(size: int) -> bytes:
@@ -107,14 +87,11 @@ def newc_headers(data: bytes) -> list[tuple[int, int, int, str]]:
 def test_compress_argv_is_fixed(tmp_path: Path) -> None:
     source = tmp_path / "s"
     source.write_bytes(b"x")
-    recorder = Recorder()
-    sink = io.BytesIO()
-    archive.compress(source, sink, Compression.XZ, run=recorder)
-    archive.compress(
-        source, sink, Compression.XZ, xz_preset=archive.XzPreset.EXTENSIONS, run=recorder
-    )
-    archive.compress(source, sink, Compression.ZSTD, run=recorder)
-    assert recorder.calls == [
+    with (tmp_path / "sink").open("wb") as sink, tools.recording() as ran:
+        archive.compress(source, sink, Compression.XZ)
+        archive.compress(source, sink, Compression.XZ, xz_preset=archive.XzPreset.EXTENSIONS)
+        archive.compress(source, sink, Compression.ZSTD)
+    assert ran.argvs == [
         ["xz", "--compress", "--check=crc32", "-9", "--threads=1", "--stdout", "--quiet"],
         ["xz", "--compress", "--check=crc32", "-0e", "--threads=1", "--stdout", "--quiet"],
         ["zstd", "-18", "--threads=0", "--stdout", "--no-progress", "--quiet"],
@@ -122,21 +99,22 @@ def test_compress_argv_is_fixed(tmp_path: Path) -> None:
 
 
 def test_squashfs_and_cpio_argv(tmp_path: Path) -> None:
-    (tmp_path / "a").write_text("a")
-    recorder = Recorder()
-    archive.squashfs(tmp_path, tmp_path / "o.sqsh", ZSTD_ARGS, mtime=5, run=recorder)
-    archive.squashfs(
-        tmp_path, tmp_path / "o.sqsh", ZSTD_ARGS, mtime=5, exclude=("x", "y"), run=recorder
-    )
-    archive.cpio_newc(tmp_path, ["a"], io.BytesIO(), mtime=5, run=recorder)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a").write_text("a")
+    image = tmp_path / "o.sqsh"
+    with (tmp_path / "o.cpio").open("wb") as sink, tools.recording() as ran:
+        archive.squashfs(root, image, ZSTD_ARGS, mtime=5)
+        archive.squashfs(root, image, ZSTD_ARGS, mtime=5, exclude=("x", "y"))
+        archive.cpio_newc(root, ["a"], sink, mtime=5)
     base = [
         "env", "-u", "SOURCE_DATE_EPOCH",
-        "mksquashfs", str(tmp_path), str(tmp_path / "o.sqsh"),
+        "mksquashfs", str(root), str(image),
         "-noappend", "-no-progress", "-quiet", "-all-root", "-no-xattrs",
         "-mkfs-time", "5", "-all-time", "5",
         *ZSTD_ARGS,
     ]  # fmt: skip
-    assert recorder.calls == [
+    assert ran.argvs == [
         base,
         [*base, "-e", "x", "y"],
         ["cpio", "--create", "--format=newc", "--reproducible", "--owner=+0:+0", "--quiet"],

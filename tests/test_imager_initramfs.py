@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imagefactory import tools
 from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.imager.extensions import ExtensionTree, load_extension
 from imagefactory.imager.initramfs import build_initramfs
-from imagefactory.imager.toolclock import ToolClock
 from imagefactory.imager.virtual import virtual_extensions
 from imagefactory.quirks import Compression, quirks_for
 from imagefactory.schematic import parse_schematic
@@ -265,13 +265,27 @@ def test_build_with_extensions(tmp_path: Path, kernel: Kernel, tag: str) -> None
     schematic = parse_schematic(b"customization:\n  extraKernelArgs: [quiet]\n")
     exts += virtual_extensions(schematic, version, tmp_path / "virtual")
     snapshot = {p: p.read_bytes() for e in exts for p in e.root.rglob("*") if p.is_file()}
-    clock = ToolClock()
+    with tools.recording() as ran:
+        out = build_initramfs(base, exts, version, tmp_path / "out/initramfs.xz", epoch=EPOCH)
 
-    out = build_initramfs(
-        base, exts, version, tmp_path / "out/initramfs.xz", epoch=EPOCH, clock=clock
-    )
-
-    assert clock.calls >= 8 and clock.seconds > 0
+    assert ran.calls == len(ran.argvs) and ran.seconds > 0
+    # Unpack the base's modules, depmod, one squashfs per layer (sorted as strings, modules.dep
+    # last), then the two cpios and the appended stream in the base's compression.
+    programs = [argv[3] if argv[0] == "env" else argv[0] for argv in ran.argvs]
+    packer = "zstd" if q.compression is Compression.ZSTD else "xz"
+    layers = [*sorted(str(i) for i in range(len(exts))), "modules.dep"]
+    assert programs == [
+        packer,
+        "cpio",
+        "unsquashfs",
+        "depmod",
+        *["mksquashfs"] * len(layers),
+        "cpio",
+        "cpio",
+        packer,
+    ]
+    images = [Path(argv[5]).name for argv in ran.argvs if argv[0] == "env"]
+    assert images == [f"{layer}.sqsh" for layer in layers]
     assert {p: p.read_bytes() for p in snapshot} == snapshot, "extension trees were modified"
     assert sorted(os.listdir(tmp_path / "out")) == ["initramfs.xz"], "scratch files left behind"
     split = split_output(out.read_bytes(), base.read_bytes())

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagefactory import archive
+from imagefactory import archive, tools
 from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.goyaml import GoStruct, marshal
 from imagefactory.imager.extensions import (
@@ -23,7 +23,6 @@ from imagefactory.imager.extensions import (
     check_compatible,
     resolve_in_rootfs,
 )
-from imagefactory.imager.toolclock import ToolClock
 from imagefactory.quirks import Quirks, quirks_for
 from imagefactory.versions import TalosVersion
 
@@ -148,15 +147,14 @@ def _microcode_blobs(layer: _Layer, quirks: Quirks) -> list[tuple[list[_Blob], s
 
 
 class _Build:
-    """One build's state: scratch directory, staging tree, quirks and the tool clock."""
+    """One build's state: scratch directory, staging tree, quirks and the source epoch."""
 
-    def __init__(self, tmp: Path, quirks: Quirks, epoch: int, clock: ToolClock) -> None:
+    def __init__(self, tmp: Path, quirks: Quirks, epoch: int) -> None:
         self.tmp = tmp
         self.staging = tmp / "staging"
         self.staging.mkdir()
         self.quirks = quirks
         self.epoch = epoch
-        self.clock = clock
 
     def base_modules(self, base: Path) -> tuple[Path, str]:
         """Unpack `<modules_path>` of the base rootfs.sqsh; return its directory and the kver."""
@@ -168,19 +166,19 @@ class _Build:
             decompress = ["zstd", "-d", "-c", "--quiet"]
         else:
             raise BuildError(f"{base}: base initramfs is neither xz nor zstd compressed")
-        archive = self.tmp / "base.cpio"
-        with base.open("rb") as src, archive.open("wb") as dst:
-            self.clock.run(decompress, stdin=src, stdout=dst)
+        base_cpio = self.tmp / "base.cpio"
+        with base.open("rb") as src, base_cpio.open("wb") as dst:
+            tools.run(decompress, stdin=src, stdout=dst)
         extract = self.tmp / "base"
         extract.mkdir()
-        with archive.open("rb") as src:
-            self.clock.run(["cpio", "-i", "--quiet", ROOTFS_ASSET], cwd=extract, stdin=src)
-        archive.unlink()
+        with base_cpio.open("rb") as src:
+            tools.run(["cpio", "-i", "--quiet", ROOTFS_ASSET], cwd=extract, stdin=src)
+        base_cpio.unlink()
         rootfs = extract / ROOTFS_ASSET
         if not rootfs.is_file():
             raise BuildError(f"{base}: base initramfs has no {ROOTFS_ASSET}")
         modules = self.tmp / "modules"
-        self.clock.run(
+        tools.run(
             [
                 "unsquashfs",
                 "-no-xattrs",
@@ -213,7 +211,7 @@ class _Build:
         config.write_text(DEPMOD_CONFIG)
         # depmod looks for <basedir>/lib/modules; with usr-merge the tree sits under usr/.
         basedir = str(root).removesuffix("/lib/modules")
-        self.clock.run(["depmod", "--all", "--basedir", basedir, "--config", config, kver])
+        tools.run(["depmod", "--all", "--basedir", basedir, "--config", config, kver])
         tree = self.tmp / MODULES_DEP
         target = tree / _rel(self.quirks.modules_path) / kver
         tree.mkdir()
@@ -255,7 +253,6 @@ class _Build:
             mtime=self.epoch,
             # Firmware (microcode included) was moved to the initramfs.
             exclude=(firmware,),
-            run=self.clock.run,
         )
         return image
 
@@ -299,7 +296,7 @@ class _Build:
 
     def cpio(self, names: list[str], sink: Path) -> None:
         with sink.open("wb") as out:
-            archive.cpio_newc(self.staging, names, out, mtime=self.epoch, run=self.clock.run)
+            archive.cpio_newc(self.staging, names, out, mtime=self.epoch)
 
     def assemble(self, base: Path, out: Path) -> None:
         compressed, uncompressed = self.listings()
@@ -320,7 +317,6 @@ class _Build:
                     sink,
                     self.quirks.compression,
                     xz_preset=archive.XzPreset.EXTENSIONS,
-                    run=self.clock.run,
                 )
             os.replace(partial, out)
         finally:
@@ -334,7 +330,6 @@ def build_initramfs(
     out: Path,
     *,
     epoch: int,
-    clock: ToolClock | None = None,
 ) -> Path:
     """Write `out`: [microcode cpio] + base initramfs + compressed cpio of layers and firmware.
 
@@ -353,10 +348,9 @@ def build_initramfs(
         os.replace(partial, out)
         return out
     quirks = quirks_for(version)
-    clock = clock if clock is not None else ToolClock()
     layers = _ordered(extensions)
     with tempfile.TemporaryDirectory(prefix="initramfs-", dir=out.parent) as scratch:
-        build = _Build(Path(scratch), quirks, epoch, clock)
+        build = _Build(Path(scratch), quirks, epoch)
         carriers = [
             layer for layer in layers if _resolve(layer, _rel(quirks.modules_path)) is not None
         ]
