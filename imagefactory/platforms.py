@@ -13,7 +13,6 @@ from imagefactory.gotext import go_quote
 from imagefactory.quirks import Compression, Quirks, quirks_for
 from imagefactory.versions import TalosVersion
 
-MIB = 1024 * 1024
 MIN_RAW_DISK_MIB = 1246
 DEFAULT_RAW_DISK_MIB = 8192
 
@@ -21,6 +20,11 @@ DEFAULT_RAW_DISK_MIB = 8192
 class Arch(enum.StrEnum):
     AMD64 = "amd64"
     ARM64 = "arm64"
+
+    @property
+    def efi_suffix(self) -> str:
+        """UEFI's name for the arch in file names: BOOTX64.EFI, systemd-bootaa64.efi."""
+        return "x64" if self is Arch.AMD64 else "aa64"
 
 
 class BootMethod(enum.StrEnum):

@@ -13,7 +13,6 @@ from imagefactory.errors import InvalidInput
 from imagefactory.gotext import go_quote
 from imagefactory.platforms import (
     DEFAULT_RAW_DISK_MIB,
-    MIB,
     Arch,
     DiskFormat,
     OutFormat,
@@ -21,6 +20,7 @@ from imagefactory.platforms import (
 )
 from imagefactory.quirks import Quirks, quirks_for
 from imagefactory.schematic import Bootloader, MetaValue, Schematic
+from imagefactory.units import MIB
 from imagefactory.versions import TalosVersion
 
 PARSE_ERROR = "error parsing profile from path"

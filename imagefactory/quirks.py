@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagefactory.schematic import Bootloader
+from imagefactory.units import MIB
 from imagefactory.versions import TalosVersion
 
-MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory.platforms import Arch
 from imagefactory.sample import tree
-from imagefactory.sample.debian import Arch, debian_parts
+from imagefactory.sample.debian import debian_parts
 from imagefactory.sample.imager import build_assets
 from imagefactory.sample.init import MARKER, BootReport, parse_markers
 from imagefactory.sample.versions import SampleVersion

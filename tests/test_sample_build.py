@@ -17,8 +17,9 @@ import yaml
 from imagefactory.config import load_config
 from imagefactory.oci.layout import LayoutTarget
 from imagefactory.oci.pull import pull_image, unpack_image
+from imagefactory.platforms import Arch
 from imagefactory.sample.catalogs import LAYOUT_ORIGIN
-from imagefactory.sample.debian import Arch, debian_parts
+from imagefactory.sample.debian import debian_parts
 from imagefactory.sample.release import Release, ReleaseRequest, build_release
 from imagefactory.sample.versions import SampleVersion, parse_versions
 from imagefactory.signing import keys

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from imagefactory import tools
 from imagefactory.errors import InvalidInput
+from imagefactory.units import MIB
 
-MIB = 1024 * 1024
 SECTOR = 512
 # FAT32's minimum cluster count plus room for reserved sectors and FATs (upstream uefi.go).
 MIN_FAT32_CLUSTERS = 65525 + 2048

@@ -25,13 +25,12 @@ from imagefactory.platforms import Arch
 from imagefactory.profile import EnrollKeys
 from imagefactory.quirks import iso_volume_id, iso_volume_set_id, quirks_for
 from imagefactory.schematic import Bootloader
+from imagefactory.units import MIB
 from imagefactory.versions import TalosVersion
 
-MIB = 1024 * 1024
 EFI_BASE_SIZE = 10 * MIB
 GRUB_I386_PC = Path("/usr/lib/grub/i386-pc")
 _GRUB_SPECIAL = '\\{}&$|;<>"'
-_EFI_BOOT_NAME = {Arch.AMD64: "BOOTX64.EFI", Arch.ARM64: "BOOTAA64.EFI"}
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def _efi_image(  # noqa: PLR0917
     (scratch / "EFI" / "BOOT").mkdir(parents=True, exist_ok=True)
     (scratch / "EFI" / "Linux").mkdir(parents=True, exist_ok=True)
     (scratch / "loader").mkdir(parents=True, exist_ok=True)
-    esp.place(sd_boot, scratch / "EFI" / "BOOT" / _EFI_BOOT_NAME[arch], epoch=epoch)
+    esp.place(sd_boot, scratch / "EFI" / "BOOT" / f"BOOT{arch.efi_suffix.upper()}.EFI", epoch=epoch)
     esp.place(uki, scratch / "EFI" / "Linux" / f"Talos-{version.tag}.efi", epoch=epoch)
     (scratch / "loader" / "loader.conf").write_text(loader_conf(enroll))
     # A read-only placeholder keeps newer systemd-boot from creating one on read-only media.

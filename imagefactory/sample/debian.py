@@ -12,26 +12,15 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from imagefactory import tools
 from imagefactory.errors import BuildError
+from imagefactory.platforms import Arch  # Talos arch names are Debian arch names too
 
 SMALL_MODULE = "kernel/drivers/net/dummy.ko"
 MODULE_INDEXES = ("modules.order", "modules.builtin", "modules.builtin.modinfo")
 PACKAGES = ("busybox-static", "systemd-boot-efi")  # besides the kernel
-
-
-class Arch(StrEnum):
-    """A Talos architecture, which is also the Debian architecture of its parts."""
-
-    AMD64 = "amd64"
-    ARM64 = "arm64"
-
-    @property
-    def efi_suffix(self) -> str:
-        return "x64" if self is Arch.AMD64 else "aa64"
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from imagefactory.platforms import Arch
 from imagefactory.sample import tree
-from imagefactory.sample.debian import Arch, DebianParts
+from imagefactory.sample.debian import DebianParts
 from imagefactory.sample.versions import SampleVersion
 
 AUTHOR = "Sidero Labs (sample)"

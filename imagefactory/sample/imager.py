@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagefactory.platforms import Arch
 from imagefactory.sample import tree
-from imagefactory.sample.debian import Arch, DebianParts
+from imagefactory.sample.debian import DebianParts
 from imagefactory.sample.init import init_script
 from imagefactory.sample.versions import SampleVersion
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from imagefactory.platforms import Arch
 from imagefactory.sample import tree
-from imagefactory.sample.debian import Arch, DebianParts
+from imagefactory.sample.debian import DebianParts
 from imagefactory.sample.imager import ArchAssets, install_entries, tools_entries
 from imagefactory.sample.versions import SampleVersion
 

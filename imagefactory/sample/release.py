@@ -23,8 +23,9 @@ from imagefactory.oci.layout import LayoutTarget
 from imagefactory.oci.model import Descriptor
 from imagefactory.oci.registry import RegistryTarget
 from imagefactory.oci.target import Target
+from imagefactory.platforms import Arch
 from imagefactory.sample import catalogs, extensions, imager, installer, overlays, tree
-from imagefactory.sample.debian import Arch, DebianParts, all_debian_parts
+from imagefactory.sample.debian import DebianParts, all_debian_parts
 from imagefactory.sample.versions import DEFAULT_VERSIONS, SampleVersion
 from imagefactory.signing import keys
 from imagefactory.signing.cosign import sign_image
