@@ -19,6 +19,7 @@ from typing import Any
 from imagefactory import __version__, cmdline
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, InvalidInput
+from imagefactory.imager.efivars import AuthFiles, supplied_auth_files
 from imagefactory.imager.extensions import resolve_extensions
 from imagefactory.imager.initramfs import build_initramfs
 from imagefactory.imager.iso import IsoInputs, build_iso
@@ -149,6 +150,13 @@ class Build:
             raise InvalidInput("error enhancing profile from schematic: secure boot is disabled")
         return SecureBootSigner(key=keys.signing_key, cert=keys.signing_cert)
 
+    def auth_files(self) -> AuthFiles | None:
+        """Configured PK/KEK/db updates for a Secure Boot ISO, else None (made from the cert)."""
+        keys = self.config.secureboot
+        if not self.profile.secureboot or keys is None:
+            return None
+        return supplied_auth_files(keys.platform_key, keys.key_exchange_key, keys.signature_key)
+
     def _signer_parts(self) -> dict[str, str]:
         signer = self.signer()
         if signer is None:
@@ -159,7 +167,10 @@ class Build:
         pcr = self.config.secureboot.pcr_key
         if not pcr.is_file():
             raise InvalidInput(f"Secure Boot PCR signing key {pcr} does not exist")
-        return {"signingCert": digest, "pcrKey": hashlib.sha256(pcr.read_bytes()).hexdigest()}
+        parts = {"signingCert": digest, "pcrKey": hashlib.sha256(pcr.read_bytes()).hexdigest()}
+        for name, path in (self.auth_files() or {}).items():
+            parts[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        return parts
 
     def uki(self) -> Path:
         line = self.cmdline()
@@ -235,6 +246,7 @@ def _iso(build: Build, out: Path) -> None:
         secureboot=profile.secureboot,
         enroll_keys=profile.enroll_keys or EnrollKeys.IF_SAFE,
         signer=build.signer(),
+        auth_files=build.auth_files(),
     )
 
 

@@ -95,6 +95,10 @@ class SecureBootKeys:
     signing_key: Path
     signing_cert: Path
     pcr_key: Path
+    # Pre-built enrollment updates for Secure Boot ISOs; all three or none.
+    platform_key: Path | None = None
+    key_exchange_key: Path | None = None
+    signature_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,11 @@ def load_config(path: Path | str) -> Config:
             signing_key=_path(base, sb["signingKeyPath"]),
             signing_cert=_path(base, sb["signingCertPath"]),
             pcr_key=_path(base, sb["pcrKeyPath"]),
+            platform_key=_path(base, sb["platformKeyPath"]) if "platformKeyPath" in sb else None,
+            key_exchange_key=(
+                _path(base, sb["keyExchangeKeyPath"]) if "keyExchangeKeyPath" in sb else None
+            ),
+            signature_key=_path(base, sb["signatureKeyPath"]) if "signatureKeyPath" in sb else None,
         )
     return Config(
         path=path,

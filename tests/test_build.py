@@ -286,3 +286,48 @@ def test_kernel_does_not_look_up_extensions(sample_release: Path, tmp_path: Path
     config = private_config(sample_release, tmp_path)
     text = "customization:\n  systemExtensions:\n    officialExtensions: [siderolabs/nope]\n"
     assert build(config, write_schematic(tmp_path, text), "v1.11.5", "kernel-amd64", tmp_path) == 0
+
+
+def test_secure_boot_iso_carries_configured_enrollment_files(
+    sample_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, cert = signing_pair(tmp_path, "db", "factory test db")
+    auth = {}
+    for name in ("PK", "KEK", "db"):
+        auth[name] = tmp_path / f"{name}.auth"
+        auth[name].write_bytes(f"site-made {name} update".encode())
+    sb = {
+        "signingKeyPath": str(key),
+        "signingCertPath": str(cert),
+        "pcrKeyPath": str(pcr_key(tmp_path)),
+        "platformKeyPath": str(auth["PK"]),
+        "keyExchangeKeyPath": str(auth["KEK"]),
+        "signatureKeyPath": str(auth["db"]),
+    }
+    config = private_config(sample_release, tmp_path, secureBoot=sb)
+    schematic = write_schematic(tmp_path, "customization: {}\n")
+    asset = "metal-amd64-secureboot.iso"
+    assert build(config, schematic, "v1.11.5", asset, tmp_path / "out") == 0
+    iso = tmp_path / "out" / asset
+    # The appended EFI partition holds loader/keys/auto/*.auth; extract it and read it with mtools.
+    subprocess.run(
+        ["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract_boot_images", str(tmp_path)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    images = sorted(p for p in tmp_path.glob("eltorito_img*") if p.stat().st_size > 1 << 20)
+    images += sorted(tmp_path.glob("gpt_part*")) + sorted(tmp_path.glob("mbr_part*"))
+    found = {}
+    for image in images:
+        for name in ("PK", "KEK", "db"):
+            got = subprocess.run(
+                ["mtype", "-i", str(image), f"::/loader/keys/auto/{name}.auth"],
+                capture_output=True, check=False,
+            )  # fmt: skip
+            if got.returncode == 0:
+                found[name] = got.stdout
+    assert found == {n: f"site-made {n} update".encode() for n in ("PK", "KEK", "db")}, images
+
+    del sb["signatureKeyPath"]
+    config = private_config(sample_release, tmp_path / "partial", secureBoot=sb)
+    assert build(config, schematic, "v1.11.5", asset, tmp_path / "out2") == 2
+    assert "missing db.auth" in capsys.readouterr().err
