@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ class Build:
     sources: LockedSources
     schematic: Schematic
     profile: Profile
-    _cache: dict[str, Path] = field(default_factory=dict)
 
     @property
     def version(self) -> TalosVersion:
