@@ -19,6 +19,7 @@ from typing import Any
 from imagefactory import __version__, cmdline
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, InvalidInput
+from imagefactory.imager import pcr
 from imagefactory.imager.efivars import AuthFiles, supplied_auth_files
 from imagefactory.imager.extensions import resolve_extensions
 from imagefactory.imager.initramfs import build_initramfs
@@ -83,6 +84,10 @@ class Build:
                     if not out.is_file():
                         raise BuildError(f"{step}: the builder wrote no {name}")
                     final.parent.mkdir(parents=True, exist_ok=True)
+                    # PCR digests recorded beside an output stay valid: a rename keeps size and mtime.
+                    sidecar = pcr.sidecar_path(out)
+                    if sidecar.is_file():
+                        os.replace(sidecar, pcr.sidecar_path(final))
                     os.replace(out, final)
         return final
 

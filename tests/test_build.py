@@ -142,6 +142,8 @@ def test_same_store_reuses_the_build(sample_release: Path, tmp_path: Path) -> No
     assert build(config, schematic, "v1.11.5", "initramfs-amd64.xz", tmp_path / "o2") == 0
     after = {p: p.stat().st_mtime_ns for p in store.rglob("*") if p.is_file()}
     assert before == after  # nothing rebuilt, nothing rewritten
+    # The initramfs keeps its PCR digests beside it, so every UKI made from it reuses them.
+    assert len([p for p in before if p.name == "initramfs.xz.pcr-digests.json"]) == 1
     assert (tmp_path / "o2/initramfs-amd64.xz").read_bytes()[:4] != b"edit"
 
 

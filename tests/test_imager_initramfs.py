@@ -7,6 +7,7 @@ taken from a Debian kernel package, cached under ~/.cache/imagefactory/test-kmod
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import yaml
 
 from imagefactory import tools
 from imagefactory.errors import BuildError, InvalidInput
+from imagefactory.imager import pcr
 from imagefactory.imager.extensions import ExtensionTree, load_extension
 from imagefactory.imager.initramfs import build_initramfs
 from imagefactory.imager.virtual import virtual_extensions
@@ -287,7 +289,11 @@ def test_build_with_extensions(tmp_path: Path, kernel: Kernel, tag: str) -> None
     images = [Path(argv[5]).name for argv in ran.argvs if argv[0] == "env"]
     assert images == [f"{layer}.sqsh" for layer in layers]
     assert {p: p.read_bytes() for p in snapshot} == snapshot, "extension trees were modified"
-    assert sorted(os.listdir(tmp_path / "out")) == ["initramfs.xz"], "scratch files left behind"
+    assert sorted(os.listdir(tmp_path / "out")) == [
+        "initramfs.xz",
+        "initramfs.xz.pcr-digests.json",
+    ], "scratch files left behind"
+    assert _recorded(out) == pcr.digest_bytes(out.read_bytes())
     split = split_output(out.read_bytes(), base.read_bytes())
 
     # Microcode: uncompressed, in front, blobs concatenated in name order.
@@ -511,6 +517,15 @@ def test_no_extensions_copies_base(tmp_path: Path, kernel: Kernel) -> None:
     base = make_base(tmp_path, V("1.10.0"), kernel)
     out = build_initramfs(base, [], V("1.10.0"), tmp_path / "o/initramfs.xz", epoch=EPOCH)
     assert out.read_bytes() == base.read_bytes()
+    assert _recorded(out) == pcr.digest_bytes(base.read_bytes())
+
+
+def _recorded(out: Path) -> dict[str, bytes]:
+    """The digests in the sidecar written by build_initramfs, checked against the final file."""
+    sidecar = json.loads(pcr.sidecar_path(out).read_bytes())
+    st = out.stat()
+    assert (sidecar["size"], sidecar["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+    return {bank: bytes.fromhex(sidecar[bank]) for bank in pcr.BANK_NAMES}
 
 
 # --- symlinks resolve inside the extension, never on the build host -------------------------------

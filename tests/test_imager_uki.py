@@ -441,3 +441,24 @@ def test_large_sections_copied_exactly(
     out = _build(tmp_path, (inputs[0], initramfs), "1.11.0", "big.efi", kind=OutputKind.ISO)
     assert pe.read_section(out, ".initrd") == initramfs.read_bytes()
     assert pe.read_section(out, ".linux") == inputs[0].read_bytes()
+
+
+def test_recorded_initramfs_digests_give_the_same_uki(
+    work: Path, inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Same bytes with and without the sidecar; a planted wrong sidecar shows it is used."""
+    initramfs = tmp_path / "initramfs.xz"
+    shutil.copyfile(inputs[1], initramfs)
+    key, cert = assets.self_signed(work, "signer")
+    signed = {"kind": OutputKind.ISO, "signer": SecureBootSigner(key, cert),
+              "pcr_key": assets.rsa_key(work, "pcr")}  # fmt: skip
+    plain = _build(tmp_path, (inputs[0], initramfs), "1.11.0", "plain.efi", **signed)
+    assert not pcr.sidecar_path(initramfs).exists()
+    pcr.record_digests(initramfs)
+    cached = _build(tmp_path, (inputs[0], initramfs), "1.11.0", "cached.efi", **signed)
+    assert cached.read_bytes() == plain.read_bytes()
+    sidecar = json.loads(pcr.sidecar_path(initramfs).read_bytes())
+    sidecar["sha256"] = "00" * 32
+    pcr.sidecar_path(initramfs).write_text(json.dumps(sidecar))
+    planted = _build(tmp_path, (inputs[0], initramfs), "1.11.0", "planted.efi", **signed)
+    assert pe.read_section(planted, ".pcrsig") != pe.read_section(plain, ".pcrsig")

@@ -17,6 +17,7 @@ from pathlib import Path
 from imagefactory import archive, tools
 from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.goyaml import GoStruct, marshal
+from imagefactory.imager import pcr
 from imagefactory.imager.extensions import (
     ExtensionTree,
     Metadata,
@@ -335,6 +336,7 @@ def build_initramfs(
 
     Extensions are in profile order (official, then virtual); their trees are read, never changed.
     Constraints are checked before any work. Without extensions the base is copied as is.
+    The PCR digests of `out` are recorded beside it (pcr.record_digests) for the UKIs built from it.
     """
     base, out = Path(base), Path(out)
     if not base.is_file():
@@ -346,6 +348,7 @@ def build_initramfs(
         partial = out.with_name(f".{out.name}.partial")
         shutil.copyfile(base, partial)
         os.replace(partial, out)
+        pcr.record_digests(out)
         return out
     quirks = quirks_for(version)
     layers = _ordered(extensions)
@@ -359,4 +362,6 @@ def build_initramfs(
         written = [(build.pack(layer), layer.metadata) for layer in layers]
         build.write_config(written)
         build.assemble(base, out)
+    # Every UKI built from this initramfs measures it: hash it once, now that it is final.
+    pcr.record_digests(out)
     return out

@@ -7,11 +7,12 @@ the boot phases; only the `enter-machined` phase is signed, in the SHA-256/384/5
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from imagefactory.errors import InvalidInput
+from imagefactory.files import write_atomic
 
 UKI_PCR = 11
 # systemd's measurement order; never rearrange.
@@ -49,6 +51,7 @@ BANKS: tuple[tuple[str, int, hashes.HashAlgorithm], ...] = (
 )
 BANK_NAMES = tuple(bank for bank, _, _ in BANKS)
 TPM_CC_POLICY_PCR = 0x0000017F
+SIDECAR_SUFFIX = ".pcr-digests.json"
 _KEY_CHECK_MESSAGE = b"imagefactory PCR key check"
 
 # One section's digest in every bank: {"sha256": ..., "sha384": ..., "sha512": ...}.
@@ -96,26 +99,98 @@ def digest_bytes(data: bytes) -> dict[str, bytes]:
     return {bank: hashlib.new(bank, data).digest() for bank in BANK_NAMES}
 
 
-def digest_files(paths: Iterable[Path]) -> dict[Path, dict[str, bytes]]:
+def sidecar_path(path: Path) -> Path:
+    """Where the digests of `path` are cached: `<file>.pcr-digests.json` beside it."""
+    return path.with_name(f"{path.name}{SIDECAR_SUFFIX}")
+
+
+def _read_sidecar(path: Path, st: os.stat_result) -> dict[str, bytes] | None:
+    """The cached digests of `path`, if its sidecar is well formed and its size and mtime match."""
+    try:
+        document = json.loads(sidecar_path(path).read_bytes())
+        if document["size"] != st.st_size or document["mtime_ns"] != st.st_mtime_ns:
+            return None
+        digests = {bank: bytes.fromhex(document[bank]) for bank in BANK_NAMES}
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if any(len(digests[bank]) != hashlib.new(bank).digest_size for bank in BANK_NAMES):
+        return None
+    return digests
+
+
+def _write_sidecar(path: Path, digests: Mapping[str, bytes], before: os.stat_result) -> None:
+    """Cache `digests` beside `path` unless the file changed while it was hashed.
+
+    A directory we cannot write to just means no cache.
+    """
+    try:
+        after = path.stat()
+    except OSError:
+        return
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    ):
+        return
+    document: dict[str, int | str] = {"size": before.st_size, "mtime_ns": before.st_mtime_ns}
+    document.update({bank: digests[bank].hex() for bank in BANK_NAMES})
+    with contextlib.suppress(OSError):
+        write_atomic(sidecar_path(path), json.dumps(document, sort_keys=True).encode() + b"\n")
+
+
+def _hash_files(paths: Sequence[Path]) -> dict[Path, dict[str, bytes]]:
     """The digest of each file in every bank, streamed, one thread per (file, bank).
 
     hashlib releases the GIL while hashing, so the banks of big sections (kernel, initramfs)
     are hashed in parallel; each file is read once per bank, from the page cache.
     """
-    unique = sorted(set(paths), key=lambda p: p.stat().st_size, reverse=True)
-    if not unique:
+    if not paths:
         return {}
 
     def digest(path: Path, bank: str) -> bytes:
         with path.open("rb") as f:
             return hashlib.file_digest(f, bank).digest()
 
-    jobs = [(path, bank) for path in unique for bank in BANK_NAMES]
+    jobs = [(path, bank) for path in paths for bank in BANK_NAMES]
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
         futures = {job: pool.submit(digest, *job) for job in jobs}
-        return {
-            path: {bank: futures[path, bank].result() for bank in BANK_NAMES} for path in unique
-        }
+        return {path: {bank: futures[path, bank].result() for bank in BANK_NAMES} for path in paths}
+
+
+def digest_files(paths: Iterable[Path]) -> dict[Path, dict[str, bytes]]:
+    """The digest of each file in every bank: from its sidecar when still valid, else hashed.
+
+    A sidecar is valid while the file keeps the size and mtime it was recorded with: meant for
+    files written once (renamed into place) and shared by many UKIs, like the initramfs. A stale
+    sidecar is rewritten; files without one are hashed and left alone (see record_digests).
+    """
+    stats = {path: path.stat() for path in set(paths)}
+    digests: dict[Path, dict[str, bytes]] = {}
+    pending = []
+    for path in sorted(stats, key=lambda p: stats[p].st_size, reverse=True):
+        cached = _read_sidecar(path, stats[path])
+        if cached is None:
+            pending.append(path)
+        else:
+            digests[path] = cached
+    digests.update(_hash_files(pending))
+    for path in pending:
+        if sidecar_path(path).exists():
+            _write_sidecar(path, digests[path], stats[path])
+    return digests
+
+
+def record_digests(path: Path) -> dict[str, bytes]:
+    """Hash `path` in every bank and cache the digests in its sidecar, for the UKIs built from it.
+
+    Call once the file is final (renamed into place, mtime set): a later change of its size or
+    mtime invalidates the sidecar.
+    """
+    before = path.stat()
+    digests = _hash_files([path])[path]
+    _write_sidecar(path, digests, before)
+    return digests
 
 
 def _extend_digest(pcr: bytes, digest: bytes, algorithm: str) -> bytes:
