@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
 from imagefactory.oci import media
-from imagefactory.oci.digest import sha256_bytes
+from imagefactory.oci.digest import check_digest, sha256_bytes
 from imagefactory.oci.model import Descriptor, canonical_json, parse_manifest
 from imagefactory.oci.target import Target
 from imagefactory.signing import payload as simple
@@ -78,7 +78,7 @@ class Signature:
 
 def signature_tag(digest: str) -> str:
     """The tag cosign stores the signatures of `digest` under."""
-    return simple.check_digest(digest).replace(":", "-", 1) + ".sig"
+    return check_digest(digest).replace(":", "-", 1) + ".sig"
 
 
 def sign(key: ec.EllipticCurvePrivateKey, digest: str, docker_reference: str) -> Signature:

@@ -6,17 +6,14 @@ Encoded compactly in cosign's key order so the same image always gives the same 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from imagefactory.errors import InvalidInput
+from imagefactory.oci.digest import check_digest
+from imagefactory.oci.model import HOST_RE, REPOSITORY_RE
 
 PAYLOAD_TYPE = "cosign container image signature"
-DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-# [registry[:port]/]path, lowercase path components as the distribution spec requires
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPOSITORY_RE = re.compile(rf"(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*")
 
 
 class PayloadError(ValueError):
@@ -32,10 +29,12 @@ class SimpleSigning:
     type: str = PAYLOAD_TYPE
 
 
-def check_digest(digest: str) -> str:
-    if not DIGEST_RE.fullmatch(digest):
-        raise InvalidInput(f"not a sha256 digest: {digest!r}")
-    return digest
+def _is_repository(name: str) -> bool:
+    """[registry[:port]/]path, with the distribution spec's lowercase path components."""
+    host, slash, path = name.partition("/")
+    if slash and ("." in host or ":" in host or host == "localhost") and HOST_RE.match(host):
+        name = path
+    return bool(REPOSITORY_RE.match(name))
 
 
 def repository_reference(reference: str) -> str:
@@ -45,7 +44,7 @@ def repository_reference(reference: str) -> str:
     colon = name.rfind(":")
     if colon > slash:
         name = name[:colon]
-    if not REPOSITORY_RE.fullmatch(name):
+    if not _is_repository(name):
         raise InvalidInput(f"not an image repository reference: {reference!r}")
     return name
 

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from imagefactory.config import Verification
 from imagefactory.errors import BuildError, InvalidInput
+from imagefactory.oci.digest import check_digest
 from imagefactory.oci.target import Target
 from imagefactory.signing import cosign, keyless, keys, tlog
 from imagefactory.signing import payload as simple
@@ -136,7 +137,7 @@ class Verifier:
         `docker_reference` is the repository the signature must name (e.g. `ghcr.io/siderolabs/imager`;
         a tag is ignored; `*/siderolabs/imager` accepts that path under any registry or namespace). Raises SignatureError with every layer's reason otherwise.
         """
-        simple.check_digest(digest)
+        check_digest(digest)
         expected_reference = simple.expected_identity(docker_reference)
         image = f"{target.name}/{repository}@{digest}"
         if self.mode is Mode.DISABLED:
