@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,26 +211,11 @@ def resolved_tag(text: str) -> str:
 
 
 _BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
-_OLD_BOOLS = frozenset(
-    (
-        "y",
-        "Y",
-        "yes",
-        "Yes",
-        "YES",
-        "on",
-        "On",
-        "ON",
-        "n",
-        "N",
-        "no",
-        "No",
-        "NO",
-        "off",
-        "Off",
-        "OFF",
-    )
-)
+# YAML 1.1 bool spellings: go-yaml v4 quotes them when emitting strings and decodes them into
+# typed bools, so one table serves both.
+OLD_BOOLS: Mapping[str, bool] = dict.fromkeys(
+    ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON"), True
+) | dict.fromkeys(("n", "N", "no", "No", "NO", "off", "Off", "OFF"), False)
 
 
 def is_base60_float(s: str) -> bool:
@@ -237,7 +223,7 @@ def is_base60_float(s: str) -> bool:
 
 
 def is_old_bool(s: str) -> bool:
-    return s in _OLD_BOOLS
+    return s in OLD_BOOLS
 
 
 def format_float(value: float) -> str:

@@ -242,18 +242,12 @@ def _fast_uint(maximum: int) -> FastHandler:
     return handler
 
 
-# A string into a typed bool: the YAML 1.1 spellings Constructor.to_bool accepts.
-_OLD_BOOLS = dict.fromkeys(("y", "Y", "yes", "Yes", "YES", "on", "On", "ON"), True) | dict.fromkeys(
-    ("n", "N", "no", "No", "NO", "off", "Off", "OFF"), False
-)
-
-
 def _fast_bool(node: Any) -> Any:
     tag = _plain_tag(node)
     if tag == gr.BOOL:
         return gr.resolve("", node.value)[1]
     if tag == gr.STR:
-        return _OLD_BOOLS.get(node.value, _BAIL)
+        return gr.OLD_BOOLS.get(node.value, _BAIL)
     return MISSING if tag in _NOTHING else _BAIL
 
 

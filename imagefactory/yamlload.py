@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import yaml
 
 from imagefactory import goresolve as gr
 from imagefactory.errors import InvalidInput
+from imagefactory.gotext import go_quote
 
 _Parser: Any
 try:
@@ -239,10 +239,6 @@ def _allowed_alias_ratio(count: int) -> float:
     return 0.99 - 0.89 * (count - _ALIAS_LOW) / (_ALIAS_HIGH - _ALIAS_LOW)
 
 
-def _go_quote(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
 def _key_identity(value: Any) -> tuple[str, Any]:
     # Go map keys compare by dynamic type and value: 1, 1.0 and true are distinct keys.
     return (type(value).__name__, value)
@@ -355,12 +351,9 @@ class Constructor:
             return MISSING
         if tag == gr.BOOL:
             return value
-        if tag == gr.STR:
+        if tag == gr.STR and value in gr.OLD_BOOLS:
             # YAML 1.1 spellings are accepted into a typed bool (constructStr).
-            if value in ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON"):
-                return True
-            if value in ("n", "N", "no", "No", "NO", "off", "Off", "OFF"):
-                return False
+            return gr.OLD_BOOLS[value]
         self.type_error(node, tag, "bool")
         return MISSING
 
@@ -500,7 +493,7 @@ class Constructor:
             seen.append(key)
         for _, _, prior, key in sorted(clashes, key=lambda c: (c[0], c[1])):
             self.error(
-                key, f"mapping key {_go_quote(key.value)} already defined at line {prior.line}"
+                key, f"mapping key {go_quote(key.value)} already defined at line {prior.line}"
             )
         return not clashes
 

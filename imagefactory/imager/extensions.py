@@ -5,7 +5,6 @@ Mirrors upstream's extension loader and constraint validator; all checks run bef
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ import yaml
 
 from imagefactory.catalogs import resolve_extension_name
 from imagefactory.errors import InvalidInput
+from imagefactory.gotext import go_quote
 from imagefactory.goyaml import GoStruct, marshal
 from imagefactory.imager.constraint import satisfies
 from imagefactory.versions import TalosVersion
@@ -199,20 +199,15 @@ def resolve_in_rootfs(name: str, rootfs: Path, path: str) -> str | None:
     return "/".join(resolved)
 
 
-def _quote(text: str) -> str:
-    """Go's %q for the names we print (double quotes, backslash escapes)."""
-    return json.dumps(text, ensure_ascii=False)
-
-
 def check_constraint(name: str, constraint: str, version: TalosVersion) -> None:
     """Upstream's constraint check against the release (pre-release dropped)."""
     try:
         ok = satisfies(constraint, version)
     except InvalidInput as exc:
-        raise InvalidInput(f"error validating extension {_quote(name)}: {exc}") from exc
+        raise InvalidInput(f"error validating extension {go_quote(name)}: {exc}") from exc
     if not ok:
         raise InvalidInput(
-            f"error validating extension {_quote(name)}: version constraint {constraint} "
+            f"error validating extension {go_quote(name)}: version constraint {constraint} "
             f"can't be satisfied with Talos version {version}"
         )
 
@@ -223,7 +218,7 @@ def check_compatible(extension: ExtensionTree, version: TalosVersion) -> None:
 
 def unavailable(name: str, version: TalosVersion) -> InvalidInput:
     return InvalidInput(
-        f"official extension {_quote(name)} is not available for Talos version {version.tag}"
+        f"official extension {go_quote(name)} is not available for Talos version {version.tag}"
     )
 
 
