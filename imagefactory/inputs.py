@@ -24,7 +24,6 @@ from imagefactory.imager.extensions import check_constraint, unavailable
 from imagefactory.oci import open_target
 from imagefactory.oci.pull import pull_image, unpack_image
 from imagefactory.oci.target import Target
-from imagefactory.quirks import quirks_for
 from imagefactory.sources import check_lock_source, read_lock
 from imagefactory.store import Store
 from imagefactory.versions import TalosVersion
@@ -149,8 +148,6 @@ class LockedSources:
         return found
 
     def overlay_entry(self, version: TalosVersion, name: str) -> dict[str, Any]:
-        if not quirks_for(version).overlays:
-            raise InvalidInput(f"overlay is not supported for Talos version {version.tag}")
         entry = self.version_entry(version)["overlays"].get(name)
         if entry is None:
             raise InvalidInput(

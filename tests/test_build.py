@@ -15,6 +15,7 @@ from imagefactory.cli import main
 from imagefactory.config import load_config
 from imagefactory.errors import InvalidInput
 from imagefactory.inputs import LockedSources
+from imagefactory.profile import resolve
 from imagefactory.schematic import parse_schematic
 from imagefactory.versions import TalosVersion
 
@@ -278,10 +279,10 @@ def test_unknown_overlay_is_refused(
     assert not (tmp_path / "out").exists()
 
 
-def test_overlays_need_talos_1_7(sample_release: Path) -> None:
-    sources = LockedSources(load_config(sample_release))
+def test_overlays_need_talos_1_7() -> None:
+    schematic = parse_schematic(OVERLAY.encode())
     with pytest.raises(InvalidInput, match=r"overlay is not supported for Talos version v1\.6\.0"):
-        sources.overlay_entry(TalosVersion.parse("1.6.0"), "rpi_generic")
+        resolve("metal-arm64.iso", TalosVersion.parse("1.6.0"), schematic)
 
 
 def test_kernel_does_not_look_up_extensions(sample_release: Path, tmp_path: Path) -> None:
