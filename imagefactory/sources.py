@@ -18,7 +18,7 @@ from imagefactory.catalogs import (
     parse_extensions,
     parse_overlays,
 )
-from imagefactory.config import Config
+from imagefactory.config import LAYOUT_PREFIX, Config
 from imagefactory.errors import BuildError, InvalidInput, NotFound
 from imagefactory.files import write_atomic
 from imagefactory.imager.extensions import Manifest, parse_manifest
@@ -26,6 +26,7 @@ from imagefactory.oci import open_target
 from imagefactory.oci.pull import pull_image
 from imagefactory.oci.target import Target
 from imagefactory.quirks import quirks_for
+from imagefactory.signing.keys import key_id, load_public_key
 from imagefactory.signing.policy import Verifier
 from imagefactory.versions import TalosVersion
 
@@ -231,11 +232,15 @@ class SourceReader:
 def lock_source(config: Config) -> dict[str, str]:
     """What a lock was made from: builds refuse a lock made from another source or policy."""
     src = config.sources
-    return {
-        "registry": src.registry,
-        "namespace": src.namespace,
-        "verification": src.verify.describe(),
-    }
+    registry = src.registry
+    layout = src.layout_path
+    if layout is not None and layout.is_relative_to(config.path.parent):
+        # Relative to the config, so a committed lock holds for every clone of the repository.
+        registry = LAYOUT_PREFIX + str(layout.relative_to(config.path.parent))
+    verification = src.verify.describe()
+    if src.verify.public_key is not None:
+        verification = f"public key sha256:{key_id(load_public_key(src.verify.public_key))}"
+    return {"registry": registry, "namespace": src.namespace, "verification": verification}
 
 
 def make_lock(config: Config, reader: SourceReader | None = None) -> dict[str, Any]:
@@ -252,8 +257,20 @@ def make_lock(config: Config, reader: SourceReader | None = None) -> dict[str, A
     }
 
 
+def _absolute_registry(registry: str, base: Path) -> str:
+    if registry.startswith(LAYOUT_PREFIX):
+        return LAYOUT_PREFIX + str((base / registry.removeprefix(LAYOUT_PREFIX)).resolve())
+    return registry
+
+
 def check_lock_source(config: Config, lock: Mapping[str, Any]) -> None:
-    if lock.get("source") != lock_source(config):
+    """The lock (beside the config) must name the config's source and verification."""
+    locked = dict(lock.get("source") or {})
+    expected = lock_source(config)
+    base = config.path.parent
+    for source in (locked, expected):
+        source["registry"] = _absolute_registry(str(source.get("registry", "")), base)
+    if locked != expected:
         raise InvalidInput(
             f"{config.lock_path}: made from another source or verification than {config.path} "
             "names; run `imagefactory lock`"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 import subprocess
 from pathlib import Path
 
 import yaml
+
+from imagefactory.config import load_config
+from imagefactory.sources import lock_source
 
 BOOT_SCHEMATIC = """\
 customization:
@@ -31,7 +34,10 @@ def private_config(sample_config: Path, where: Path, **overrides: object) -> Pat
     config.update(overrides)
     path = where / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    shutil.copyfile(sample_config.parent / "sources.lock.json", where / "sources.lock.json")
+    # The same source, locked already: only the lock's own note of where it is moves with the copy.
+    lock = json.loads((sample_config.parent / "sources.lock.json").read_text())
+    lock["source"] = lock_source(load_config(path))
+    (where / "sources.lock.json").write_text(json.dumps(lock))
     return path
 
 

@@ -168,6 +168,10 @@ def test_lock_versions_extensions_from_a_layout(
     assert code == 0, err
     lock = json.loads((release / "sources.lock.json").read_text())
     assert sorted(lock["versions"]) == ["v1.11.5", "v1.7.7"]
+    # No machine paths in a lock meant to be committed: the layout beside it, the key's fingerprint.
+    assert lock["source"]["registry"] == "oci-layout:oci"
+    assert lock["source"]["verification"].startswith("public key sha256:")
+    assert str(tmp_path) not in (release / "sources.lock.json").read_text()
     v11 = lock["versions"]["v1.11.5"]
     assert v11["installer"]["component"] == "siderolabs/installer-base"
     assert lock["versions"]["v1.7.7"]["installer"]["component"] == "siderolabs/installer"
