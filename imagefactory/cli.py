@@ -13,15 +13,19 @@ from collections.abc import Sequence
 
 from imagefactory.errors import FactoryError
 
-# Each module exposes register(subparsers); its parsers set `func(args) -> int`.
-COMMAND_MODULES = (
-    "imagefactory.commands.schematic_cmd",
-    "imagefactory.commands.profile_cmd",
-    "imagefactory.commands.cmdline_cmd",
-    "imagefactory.commands.sample_cmd",
-    "imagefactory.commands.sources_cmd",
-    "imagefactory.commands.build_cmd",
-)
+# Command name -> the module that registers it (register(subparsers); its parsers set
+# `func(args) -> int`). Only the module of the command being run is imported: start-up pays for
+# nothing else. One line per command.
+COMMAND_MODULES = {
+    "schematic": "imagefactory.commands.schematic_cmd",
+    "profile": "imagefactory.commands.profile_cmd",
+    "cmdline": "imagefactory.commands.cmdline_cmd",
+    "sample-release": "imagefactory.commands.sample_cmd",
+    "lock": "imagefactory.commands.sources_cmd",
+    "versions": "imagefactory.commands.sources_cmd",
+    "extensions": "imagefactory.commands.sources_cmd",
+    "build": "imagefactory.commands.build_cmd",
+}
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -30,10 +34,18 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(argv: Sequence[str]) -> list[str]:
+    """The command's own module when argv names one, else all of them (help, typos)."""
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in COMMAND_MODULES:
+        return [COMMAND_MODULES[command]]
+    return list(dict.fromkeys(COMMAND_MODULES.values()))
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="imagefactory", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
-    for name in COMMAND_MODULES:
+    for name in _modules_for(sys.argv[1:] if argv is None else argv):
         importlib.import_module(name).register(subparsers)
     return parser
 
@@ -43,7 +55,7 @@ def one_line(message: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

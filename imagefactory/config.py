@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 from imagefactory.errors import InvalidInput
-from imagefactory.signing.keyless import DEFAULT_ISSUER, DEFAULT_SUBJECT_REGEXP
+from imagefactory.signing.identity import DEFAULT_ISSUER, DEFAULT_SUBJECT_REGEXP
 
 # Shipped inside the package (workflow/schemas links to it for Snakemake's validate).
 SCHEMA_RESOURCE = ("imagefactory.schemas", "config.schema.yaml")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagefactory.errors import InvalidInput
-from imagefactory.schematic import Schematic, parse_schematic
-from imagefactory.yamlload import MAX_BYTES
+
+if TYPE_CHECKING:
+    from imagefactory.schematic import Schematic
 
 DEFAULT_CONFIG = "config/config.yaml"
 
@@ -25,6 +27,9 @@ def common_options() -> argparse.ArgumentParser:
 
 def read_schematic(file: str) -> Schematic:
     """The schematic in FILE (`-`: standard input), read no further than the size bound."""
+    from imagefactory.schematic import parse_schematic
+    from imagefactory.yamlload import MAX_BYTES
+
     if file == "-":
         return parse_schematic(sys.stdin.buffer.read(MAX_BYTES + 1), source="<stdin>")
     try:

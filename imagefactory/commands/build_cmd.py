@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from imagefactory.build import build_asset, link_into
 from imagefactory.commands import common_options, read_schematic
-from imagefactory.config import Config, load_config
 from imagefactory.errors import NotFound
-from imagefactory.schematic import Schematic
-from imagefactory.versions import TalosVersion
+
+if TYPE_CHECKING:
+    from imagefactory.config import Config
+    from imagefactory.schematic import Schematic
 
 SCHEMATIC_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -43,6 +43,10 @@ def find_schematic(config: Config, value: str) -> Schematic:
 
 
 def run(args: argparse.Namespace) -> int:
+    from imagefactory.build import build_asset, link_into
+    from imagefactory.config import load_config
+    from imagefactory.versions import TalosVersion
+
     config = load_config(args.config)
     schematic = find_schematic(config, args.schematic)
     version = TalosVersion.parse(args.version)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagefactory.commands import common_options, read_schematic
-from imagefactory.profile import resolve
-from imagefactory.schematic import Schematic
-from imagefactory.versions import TalosVersion
+
+if TYPE_CHECKING:
+    from imagefactory.schematic import Schematic
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +33,9 @@ def load_schematic(path: str | None) -> Schematic | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from imagefactory.profile import resolve
+    from imagefactory.versions import TalosVersion
+
     profile = resolve(
         args.asset_path, TalosVersion.parse(args.version), load_schematic(args.schematic)
     )

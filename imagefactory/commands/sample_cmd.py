@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from imagefactory.commands import common_options
-from imagefactory.sample.release import ReleaseRequest, build_release
 from imagefactory.sample.versions import DEFAULT_VERSIONS, parse_versions
 
 
@@ -39,6 +38,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from imagefactory.sample.release import ReleaseRequest, build_release
+
     started = time.monotonic()
     request = ReleaseRequest(
         out=args.out,

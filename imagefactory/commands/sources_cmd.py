@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagefactory.commands import common_options
-from imagefactory.config import Config, load_config
-from imagefactory.errors import NotFound
-from imagefactory.sources import (
-    SourceReader,
-    lock_differences,
-    make_lock,
-    read_lock,
-    write_lock,
-)
-from imagefactory.versions import TalosVersion
+
+if TYPE_CHECKING:
+    from imagefactory.config import Config
 
 
 def register(subparsers: Any) -> None:
@@ -41,6 +34,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_lock(args: argparse.Namespace) -> int:
+    from imagefactory.config import load_config
+    from imagefactory.sources import lock_differences, make_lock, read_lock, write_lock
+
     config = load_config(args.config)
     fresh = make_lock(config)
     if args.check:
@@ -59,15 +55,22 @@ def run_lock(args: argparse.Namespace) -> int:
 
 
 def _locked_versions(config: Config) -> dict[str, Any] | None:
+    from imagefactory.sources import read_lock
+
     return read_lock(config)["versions"] if config.lock_path.exists() else None
 
 
 def run_versions(args: argparse.Namespace) -> int:
+    from imagefactory.config import load_config
+    from imagefactory.versions import TalosVersion
+
     config = load_config(args.config)
     locked = _locked_versions(config)
     if locked is not None:
         versions = sorted(TalosVersion.parse(tag) for tag in locked)
     else:
+        from imagefactory.sources import SourceReader
+
         versions = SourceReader(config).selected_versions()
     for version in versions:
         print(version.tag)
@@ -75,6 +78,10 @@ def run_versions(args: argparse.Namespace) -> int:
 
 
 def run_extensions(args: argparse.Namespace) -> int:
+    from imagefactory.config import load_config
+    from imagefactory.errors import NotFound
+    from imagefactory.versions import TalosVersion
+
     config = load_config(args.config)
     tag = TalosVersion.parse(args.version).tag
     locked = _locked_versions(config)
@@ -83,6 +90,8 @@ def run_extensions(args: argparse.Namespace) -> int:
             raise NotFound(f"version {tag} is not available")
         names = list(locked[tag]["extensions"])
     else:
+        from imagefactory.sources import SourceReader
+
         reader = SourceReader(config)
         if TalosVersion.parse(tag) not in reader.selected_versions():
             raise NotFound(f"version {tag} is not available")

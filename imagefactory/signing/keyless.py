@@ -22,14 +22,11 @@ from cryptography.x509.verification import (
 )
 
 from imagefactory.errors import InvalidInput
+from imagefactory.signing.identity import DEFAULT_ISSUER, DEFAULT_SUBJECT_REGEXP
 
 # Fulcio's OIDC issuer: v1 holds the raw URL bytes, v2 a DER UTF8String (cosign prefers v2).
 OID_ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 OID_ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
-DEFAULT_ISSUER = "https://accounts.google.com"
-DEFAULT_SUBJECT_REGEXP = (
-    r"(@siderolabs\.com$|^releasemgr-svc@talos-production\.iam\.gserviceaccount\.com$)"
-)
 DER_UTF8STRING = 0x0C
 
 
