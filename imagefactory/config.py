@@ -102,6 +102,35 @@ class SecureBootKeys:
 
 
 @dataclass(frozen=True)
+class PxeTarget:
+    """What a PXE client boots: a schematic, a Talos version and a platform."""
+
+    schematic: str
+    version: str
+    platform: str = "metal"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """`imagefactory serve`: listeners, PXE targets, on-demand builds and connection limits."""
+
+    http: str = "tcp:8080:interface=127.0.0.1"
+    tftp_port: int = 0
+    tftp_interface: str = "127.0.0.1"
+    ipxe_dir: Path = Path("/usr/lib/ipxe")
+    pxe_default: PxeTarget | None = None
+    pxe_hosts: tuple[tuple[str, PxeTarget], ...] = ()
+    build_concurrency: int = 2
+    build_queue: int = 64
+    build_timeout: float = 1200.0
+    max_connections: int = 1024
+    max_body_bytes: int = 1 << 20
+    idle_timeout: float = 60.0
+    request_timeout: float = 15.0
+    stalled_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sources: Sources
@@ -111,6 +140,7 @@ class Config:
     store: Path
     external_url: str = "https://localhost/"
     secureboot: SecureBootKeys | None = None
+    server: ServerSettings = ServerSettings()
 
     @property
     def lock_path(self) -> Path:
@@ -189,6 +219,32 @@ def _path(base: Path, value: str) -> Path:
     return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
 
+def _server(raw: Mapping[str, Any], base: Path) -> ServerSettings:
+    defaults = ServerSettings()
+    tftp, pxe = raw.get("tftp", {}), raw.get("pxe", {})
+    builds, limits = raw.get("builds", {}), raw.get("limits", {})
+
+    def target(entry: Mapping[str, Any]) -> PxeTarget:
+        return PxeTarget(entry["schematic"], entry["version"], entry.get("platform", "metal"))
+
+    return ServerSettings(
+        http=raw.get("http", defaults.http),
+        tftp_port=tftp.get("port", defaults.tftp_port),
+        tftp_interface=tftp.get("interface", defaults.tftp_interface),
+        ipxe_dir=_path(base, tftp["ipxeDir"]) if "ipxeDir" in tftp else defaults.ipxe_dir,
+        pxe_default=target(pxe["default"]) if "default" in pxe else None,
+        pxe_hosts=tuple(sorted((mac, target(t)) for mac, t in pxe.get("hosts", {}).items())),
+        build_concurrency=builds.get("concurrency", defaults.build_concurrency),
+        build_queue=builds.get("queue", defaults.build_queue),
+        build_timeout=float(builds.get("timeoutSeconds", defaults.build_timeout)),
+        max_connections=limits.get("connections", defaults.max_connections),
+        max_body_bytes=limits.get("bodyBytes", defaults.max_body_bytes),
+        idle_timeout=float(limits.get("idleSeconds", defaults.idle_timeout)),
+        request_timeout=float(limits.get("requestSeconds", defaults.request_timeout)),
+        stalled_timeout=float(limits.get("stalledSeconds", defaults.stalled_timeout)),
+    )
+
+
 def load_config(path: Path | str) -> Config:
     """Read, validate and resolve a config file; relative paths are relative to its directory."""
     path = Path(path).resolve()
@@ -260,4 +316,5 @@ def load_config(path: Path | str) -> Config:
         store=_path(base, raw.get("store", "store")),
         external_url=raw.get("externalURL", "https://localhost/"),
         secureboot=secureboot,
+        server=_server(raw.get("server", {}), base),
     )
