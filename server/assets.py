@@ -1,0 +1,71 @@
+"""Where an asset comes from: the published generation first, then on-demand builds in the store.
+
+`public` is resolved per request, so a generation switch is atomic for readers; on-demand results
+live under store/ondemand/ with the static tree's paths and are never written into `public`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from imagefactory import tree
+from imagefactory.config import Config
+from imagefactory.errors import InvalidInput
+from imagefactory.profile import OutputKind, parse_asset_path, resolve
+from imagefactory.versions import TalosVersion
+from server.builds import Builds, Job
+from server.catalog import Catalog
+from server.schematics import Schematics
+
+# Sidecars built on demand beside every asset; the signature comes with the published tree.
+BUILT_SIDECARS = tree.CHECKSUM_SUFFIXES
+
+
+def parse_version(text: str) -> TalosVersion:
+    return TalosVersion.parse(text)
+
+
+class Assets:
+    def __init__(
+        self, config: Config, schematics: Schematics, catalog: Catalog, builds: Builds
+    ) -> None:
+        self.config = config
+        self.schematics = schematics
+        self.catalog = catalog
+        self.builds = builds
+
+    def public_file(self, relative: str) -> Path | None:
+        """A file of the current generation (the symlink read now), or None."""
+        path = Path(os.path.realpath(self.config.public)) / relative
+        return path if path.is_file() else None
+
+    async def image(self, schematic_id: str, version_text: str, name: str) -> Path:
+        """The file for /image/<id>/<version>/<name> (an asset or one of its sidecars)."""
+        schematic, schematic_file = self.schematics.find(schematic_id)
+        version = parse_version(version_text)
+        self.catalog.check(version)
+        sidecar = next((s for s in tree.SIDECAR_SUFFIXES if name.endswith(s)), "")
+        asset = name.removesuffix(sidecar) if sidecar else name
+        profile = resolve(asset, version, schematic)
+        for candidate in dict.fromkeys((asset, profile.canonical_path)):
+            found = self.public_file(tree.image_path(schematic_id, version, candidate + sidecar))
+            if found is not None:
+                return found
+        canonical = profile.canonical_path
+        dest_dir = self.builds.root / tree.image_path(schematic_id, version, "")
+        built = dest_dir / (canonical + sidecar)
+        if not (dest_dir / canonical).is_file():
+            await self.builds.build(
+                Job(schematic_id, schematic_file, version.tag, canonical, dest_dir)
+            )
+        if sidecar and sidecar not in BUILT_SIDECARS and not built.is_file():
+            raise InvalidInput(f"{name}: signatures come with the published tree only")
+        return built
+
+    async def cmdline(self, schematic_id: str, version_text: str, platform_arch: str) -> str:
+        """The kernel command line upstream's PXE handler puts in its script (cmdline-<p-a>)."""
+        request = parse_asset_path(f"cmdline-{platform_arch}")
+        assert request.kind is OutputKind.CMDLINE
+        path = await self.image(schematic_id, version_text, request.path)
+        return path.read_text().strip()

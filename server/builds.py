@@ -1,0 +1,294 @@
+"""On-demand builds: one process per asset however many ask, a bounded pool, a queue and a timeout.
+
+Builds run as `python -m server.worker` processes (the same build code as the CLI), spawned through
+`run_process`, the one Deferred-returning wrapper; the reactor thread never builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twisted.application import service
+from twisted.internet import defer, error, protocol, reactor
+from twisted.internet.interfaces import IDelayedCall, IReactorProcess
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from imagefactory.config import Config
+from imagefactory.errors import BuildError, FactoryError, InvalidInput, NotFound
+from server.metrics import Metrics
+from server.web import Unavailable, clock
+
+log = Logger()
+processes: IReactorProcess = reactor
+
+OUTPUT_LIMIT = 64 * 1024
+STOP_GRACE = 5.0
+RETRY_AFTER = 5
+
+
+@dataclass
+class ProcessResult:
+    exit_code: int | None  # None: ended by a signal
+    signal: int | None
+    stdout: bytes
+    stderr: bytes
+    timed_out: bool
+    seconds: float
+
+
+class _Collector(protocol.ProcessProtocol):
+    def __init__(self, done: defer.Deferred[ProcessResult], timeout: float) -> None:
+        self.done = done
+        self.timeout = timeout
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.timed_out = False
+        self.started = time.monotonic()
+        self.timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self.timer = clock.callLater(self.timeout, self._expire)
+
+    def outReceived(self, data: bytes) -> None:
+        self.stdout += data
+        del self.stdout[:-OUTPUT_LIMIT]
+
+    def errReceived(self, data: bytes) -> None:
+        self.stderr += data
+        del self.stderr[:-OUTPUT_LIMIT]
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self.stop(signal.SIGKILL)
+
+    def stop(self, signum: int) -> None:
+        pid = self.transport.pid if self.transport is not None else None
+        if pid:
+            for target in (-pid, pid):  # its group (its tools), and itself should it not lead one
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(target, signum)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        exc = reason.value
+        code = getattr(exc, "exitCode", None)
+        sig = getattr(exc, "signal", None)
+        if isinstance(exc, error.ProcessDone):
+            code, sig = 0, None
+        self.done.callback(
+            ProcessResult(
+                code,
+                sig,
+                bytes(self.stdout),
+                bytes(self.stderr),
+                self.timed_out,
+                time.monotonic() - self.started,
+            )
+        )
+
+
+def run_process(
+    argv: Sequence[str], timeout: float, running: set[_Collector] | None = None
+) -> defer.Deferred[ProcessResult]:
+    """Spawn argv (a list, never a shell); fire with its result when it ends or is killed."""
+    done: defer.Deferred[ProcessResult] = defer.Deferred()
+    collector = _Collector(done, timeout)
+    processes.spawnProcess(collector, argv[0], list(argv), env=dict(os.environ))
+    log.info("spawned {argv}", argv=" ".join(argv))
+    if running is not None:
+        running.add(collector)
+
+        def forget(result: ProcessResult) -> ProcessResult:
+            running.discard(collector)
+            return result
+
+        done.addCallback(forget)
+    return done
+
+
+@dataclass(frozen=True)
+class Job:
+    schematic_id: str
+    schematic_file: Path
+    version: str
+    asset: str
+    dest_dir: Path
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.schematic_id, self.version, self.asset)
+
+    @property
+    def output(self) -> Path:
+        return self.dest_dir / self.asset
+
+
+@dataclass
+class _Flight:
+    waiters: list[defer.Deferred[Path]] = field(default_factory=list)
+
+
+class Builds(service.Service):
+    """The build pool: a child service of the server, stopping every build when it stops."""
+
+    def __init__(self, config: Config, metrics: Metrics, external_url: str) -> None:
+        self.config = config
+        self.settings = config.server
+        self.metrics = metrics
+        self.external_url = external_url
+        self.root = config.store / "ondemand"
+        self._slots = defer.DeferredSemaphore(self.settings.build_concurrency)
+        self._flights: dict[tuple[str, str, str], _Flight] = {}
+        self._running: set[_Collector] = set()
+
+    def startService(self) -> None:
+        super().startService()
+        self._remove_leftovers()
+
+    def stopService(self) -> defer.Deferred[None]:
+        super().stopService()
+        return defer.Deferred.fromCoroutine(self._stop())
+
+    def _remove_leftovers(self) -> None:
+        """Temporary directories of builds a previous server run did not see end."""
+        if self.root.is_dir():
+            for work in self.root.rglob(".work-*"):
+                shutil.rmtree(work, ignore_errors=True)
+
+    async def _stop(self) -> None:
+        for collector in list(self._running):
+            collector.stop(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        while self._running and time.monotonic() < deadline:
+            await _sleep(0.1)
+        for collector in list(self._running):
+            collector.stop(signal.SIGKILL)
+        self._remove_leftovers()
+
+    def build(self, job: Job) -> defer.Deferred[Path]:
+        """A Deferred for job's output: the flight already under way for it, or a new one.
+
+        Cancelling the returned Deferred (a client gone) leaves the build to the others.
+        """
+        flight = self._flights.get(job.key)
+        if flight is None:
+            waiting = len(self._flights) - len(self._running)
+            if waiting >= self.settings.build_queue:
+                raise Unavailable("too many builds waiting; try again later", RETRY_AFTER)
+            flight = self._flights[job.key] = _Flight()
+            defer.Deferred.fromCoroutine(self._fly(job, flight))
+
+        def forget(d: defer.Deferred[Path]) -> None:
+            if d in flight.waiters:
+                flight.waiters.remove(d)
+
+        waiter: defer.Deferred[Path] = defer.Deferred(forget)
+        flight.waiters.append(waiter)
+        return waiter
+
+    async def _fly(self, job: Job, flight: _Flight) -> None:
+        outcome: Path | Failure
+        try:
+            outcome = await self._run(job)
+        except Exception:
+            outcome = Failure()
+        finally:
+            del self._flights[job.key]
+            self._gauges()
+        for waiter in list(flight.waiters):
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            else:
+                waiter.callback(outcome)
+        if isinstance(outcome, Failure):
+            outcome.trap(Exception)  # handed to every waiter; nothing left unhandled here
+
+    def _gauges(self) -> None:
+        self.metrics.set("imagefactory_builds_in_flight", len(self._running))
+        self.metrics.set("imagefactory_builds_queued", len(self._flights) - len(self._running))
+
+    async def _run(self, job: Job) -> Path:
+        self._gauges()
+        await self._slots.acquire()
+        try:
+            if job.output.is_file():  # built while this one waited for a slot
+                return job.output
+            argv = [
+                sys.executable, "-m", "server.worker",
+                "--config", str(self.config.path),
+                "--schematic", str(job.schematic_file),
+                "--version", job.version,
+                "--asset", job.asset,
+                "--dest", str(job.dest_dir),
+                "--external-url", self.external_url,
+            ]  # fmt: skip
+            self.metrics.add("imagefactory_builds_started_total")
+            done = run_process(argv, self.settings.build_timeout, self._running)
+            self._gauges()
+            result = await done
+        finally:
+            self._slots.release()
+        self.metrics.add("imagefactory_build_seconds_total", result.seconds)
+        try:
+            path = self._outcome(job, result)
+        except FactoryError as exc:
+            self.metrics.add("imagefactory_builds_failed_total", reason=type(exc).__name__)
+            log.warn("build {key} failed: {error}", key="/".join(job.key), error=exc)
+            raise
+        self.metrics.add("imagefactory_builds_succeeded_total")
+        return path
+
+    def _outcome(self, job: Job, result: ProcessResult) -> Path:
+        if result.timed_out:
+            raise Unavailable(
+                f"build of {job.asset} did not finish within {self.settings.build_timeout:g} s",
+                RETRY_AFTER,
+            )
+        if result.signal is not None:
+            raise Unavailable(
+                f"build of {job.asset} was stopped (signal {result.signal}); try again",
+                RETRY_AFTER,
+            )
+        report = _last_json_line(result.stdout)
+        status = report.get("status")
+        if result.exit_code == 0 and status == 200 and job.output.is_file():
+            return job.output
+        message = str(report.get("error") or _tail(result.stderr) or "build failed")
+        if status == 400:
+            raise InvalidInput(message)
+        if status == 404:
+            raise NotFound(message)
+        raise BuildError(f"build of {job.asset} failed: {message}")
+
+
+def _last_json_line(stdout: bytes) -> dict[str, object]:
+    for line in reversed(stdout.decode("utf-8", "replace").splitlines()):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def _tail(stderr: bytes) -> str:
+    lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def _sleep(seconds: float) -> defer.Deferred[None]:
+    d: defer.Deferred[None] = defer.Deferred()
+    clock.callLater(seconds, d.callback, None)
+    return d

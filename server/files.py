@@ -1,0 +1,181 @@
+"""Files streamed to HTTP clients: a pull producer, Range, ETag/If-None-Match, If-Modified-Since.
+
+A file is opened once per request, so a generation switch or a rebuild never mixes two files'
+bytes in one answer; a client that stops reading for `stalled` seconds is disconnected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from email.utils import formatdate, parsedate_to_datetime
+from typing import BinaryIO
+
+from twisted.internet.interfaces import IDelayedCall, IPullProducer, ITCPTransport
+from zope.interface import implementer
+
+from imagefactory.errors import NotFound
+from server.web import FactoryRequest, FileResponse, clock
+
+CHUNK = 256 * 1024
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def _etag(st: os.stat_result) -> str:
+    # Published files are hard links into a content store: one inode per content.
+    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
+
+
+def _not_modified(request: FactoryRequest, etag: str, mtime: int) -> bool:
+    """RFC 9110 13.2.2: If-None-Match decides when present; If-Modified-Since otherwise."""
+    none_match = request.getHeader(b"if-none-match")
+    if none_match is not None:
+        tags = [t.strip().removeprefix("W/") for t in none_match.decode("latin-1").split(",")]
+        return "*" in tags or etag in tags
+    since = request.getHeader(b"if-modified-since")
+    if since is None:
+        return False
+    try:
+        when = parsedate_to_datetime(since.decode("latin-1"))
+    except (TypeError, ValueError):
+        return False
+    return mtime <= when.timestamp()
+
+
+def _byte_range(request: FactoryRequest, size: int, etag: str) -> tuple[int, int] | str | None:
+    """(first, last) of a satisfiable single range; None: the whole file; "416": unsatisfiable."""
+    header = request.getHeader(b"range")
+    if header is None:
+        return None
+    if_range = request.getHeader(b"if-range")
+    if if_range is not None and if_range.decode("latin-1").strip() != etag:
+        return None
+    match = _RANGE.fullmatch(header.decode("latin-1").strip())
+    if match is None:
+        return None  # several ranges, or another unit: the whole file is a valid answer
+    first_text, last_text = match.groups()
+    if not first_text and not last_text:
+        return None
+    if not first_text:
+        length = int(last_text)
+        if length == 0:
+            return "416"
+        return max(size - length, 0), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if first > last:
+        return None
+    if first >= size:
+        return "416"
+    return first, min(last, size - 1)
+
+
+@implementer(IPullProducer)
+class _Sender:
+    """Writes [offset, offset+length) of a file as the transport asks for more."""
+
+    def __init__(
+        self, request: FactoryRequest, handle: BinaryIO, offset: int, length: int, stalled: float
+    ) -> None:
+        self.request: FactoryRequest | None = request
+        self.handle = handle
+        self.offset = offset
+        self.remaining = length
+        self.stalled = stalled
+        self.watchdog: IDelayedCall = clock.callLater(stalled, self._stall)
+
+    def start(self) -> None:
+        assert self.request is not None
+        self.request.registerProducer(self, False)
+        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+
+    def resumeProducing(self) -> None:
+        request = self.request
+        if request is None:
+            return
+        self.watchdog.reset(self.stalled)
+        data = os.pread(self.handle.fileno(), min(CHUNK, self.remaining), self.offset)
+        if not data and self.remaining:
+            # The file shrank under us; end the connection rather than send a short body.
+            request.unregisterProducer()
+            request.loseConnection()
+            self.stopProducing()
+            return
+        self.offset += len(data)
+        self.remaining -= len(data)
+        if self.remaining == 0:
+            request.unregisterProducer()
+            request.write(data)
+            request.finish()
+            self.stopProducing()
+        else:
+            request.write(data)
+
+    def stopProducing(self) -> None:
+        if self.watchdog.active():
+            self.watchdog.cancel()
+        self.request = None
+        self.handle.close()
+
+    def _stall(self) -> None:
+        request = self.request
+        transport = request.channel.transport if request is not None else None
+        if isinstance(transport, ITCPTransport):
+            transport.abortConnection()
+        self.stopProducing()
+
+
+def send_file(request: FactoryRequest, answer: FileResponse) -> None:
+    """Answer with the file, or 304/416; the body streams through a producer."""
+    try:
+        handle = answer.path.open("rb")
+    except (FileNotFoundError, IsADirectoryError):
+        raise NotFound(f"{answer.path.name}: not found") from None
+    try:
+        st = os.fstat(handle.fileno())
+        etag = _etag(st)
+        mtime = int(st.st_mtime)
+        size = st.st_size
+        request.setHeader(b"content-type", answer.content_type.encode())
+        request.setHeader(b"etag", etag.encode())
+        request.setHeader(b"last-modified", formatdate(mtime, usegmt=True).encode())
+        request.setHeader(b"accept-ranges", b"bytes")
+        for name, value in answer.headers.items():
+            request.setHeader(name.encode(), value.encode())
+        if answer.download_name is not None:
+            request.setHeader(
+                b"content-disposition", f'attachment; filename="{answer.download_name}"'.encode()
+            )
+        if _not_modified(request, etag, mtime):
+            request.setResponseCode(304)
+            request.responseHeaders.removeHeader(b"content-type")
+            handle.close()
+            request.finish()
+            return
+        wanted = _byte_range(request, size, etag)
+        if wanted == "416":
+            request.setResponseCode(416)
+            request.setHeader(b"content-range", f"bytes */{size}".encode())
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            body = b"requested range not satisfiable\n"
+            request.setHeader(b"content-length", str(len(body)).encode())
+            handle.close()
+            if request.method != b"HEAD":
+                request.write(body)
+            request.finish()
+            return
+        first, length = 0, size
+        if isinstance(wanted, tuple):
+            first, length = wanted[0], wanted[1] - wanted[0] + 1
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", f"bytes {wanted[0]}-{wanted[1]}/{size}".encode())
+        request.setHeader(b"content-length", str(length).encode())
+        if request.method == b"HEAD" or length == 0:
+            handle.close()
+            request.write(b"")
+            request.finish()
+            return
+    except BaseException:
+        handle.close()
+        raise
+    _Sender(request, handle, first, length, request.site.settings.stalled_timeout).start()

@@ -1,0 +1,57 @@
+"""Prometheus counters, gauges and sums kept in memory, rendered in the text exposition format."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+Labels = tuple[tuple[str, str], ...]
+
+# name -> (type, help); every metric the server exports is declared here.
+METRICS = {
+    "imagefactory_http_requests_total": ("counter", "HTTP requests by route, method and status"),
+    "imagefactory_http_response_bytes_total": ("counter", "HTTP body bytes sent by route"),
+    "imagefactory_http_connections": ("gauge", "open HTTP connections"),
+    "imagefactory_http_connections_refused_total": ("counter", "connections over the cap"),
+    "imagefactory_builds_started_total": ("counter", "on-demand builds started"),
+    "imagefactory_builds_succeeded_total": ("counter", "on-demand builds that succeeded"),
+    "imagefactory_builds_failed_total": ("counter", "on-demand builds that failed, by reason"),
+    "imagefactory_builds_in_flight": ("gauge", "on-demand builds running"),
+    "imagefactory_builds_queued": ("gauge", "on-demand builds waiting for a slot"),
+    "imagefactory_build_seconds_total": ("counter", "wall time of finished on-demand builds"),
+    "imagefactory_tftp_transfers_total": ("counter", "TFTP transfers by result"),
+    "imagefactory_tftp_bytes_total": ("counter", "TFTP data bytes sent"),
+}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
+
+    def add(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        assert name in METRICS, name
+        key = tuple(sorted(labels.items()))
+        series = self._values[name]
+        series[key] = series.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        assert name in METRICS, name
+        self._values[name][tuple(sorted(labels.items()))] = value
+
+    def value(self, name: str, **labels: str) -> float:
+        return self._values[name].get(tuple(sorted(labels.items())), 0.0)
+
+    def render(self) -> bytes:
+        lines = []
+        for name, (kind, help_text) in METRICS.items():
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            series = self._values.get(name) or {(): 0.0}
+            for labels, value in sorted(series.items()):
+                text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+                shown = int(value) if value.is_integer() else value
+                lines.append(f"{name}{{{text}}} {shown}" if text else f"{name} {shown}")
+        return ("\n".join(lines) + "\n").encode()

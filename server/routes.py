@@ -1,0 +1,161 @@
+"""The URL map: every route of the server attached in `routes()`, its handler beside it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from imagefactory import tree
+from imagefactory.errors import InvalidInput, NotFound
+from server.assets import Assets, parse_version
+from server.catalog import Catalog
+from server.metrics import Metrics
+from server.pxe import split_platform_arch
+from server.registry import Registry
+from server.schematics import Schematics
+from server.web import TEXT, FactoryRequest, FileResponse, Response, Route, route
+
+# What a `filename=` override may hold: it goes inside a quoted header parameter.
+_FILENAME = re.compile(r"[A-Za-z0-9._+-]{1,255}")
+
+
+class Api:
+    """The handlers; each is an `async def` returning a Response or FileResponse, or raising."""
+
+    def __init__(
+        self,
+        *,
+        assets: Assets,
+        schematics: Schematics,
+        catalog: Catalog,
+        registry: Registry,
+        metrics: Metrics,
+        pxe_base_url: str,
+    ) -> None:
+        self.assets = assets
+        self.schematics = schematics
+        self.catalog = catalog
+        self.registry = registry
+        self.metrics = metrics
+        self.pxe_base_url = pxe_base_url
+
+    def _published(self, relative: str, content_type: str) -> FileResponse | None:
+        found = self.assets.public_file(relative)
+        return FileResponse(found, content_type) if found else None
+
+    async def health(self, request: FactoryRequest) -> Response:
+        return Response(b"")
+
+    async def metrics_text(self, request: FactoryRequest) -> Response:
+        return Response(self.metrics.render(), content_type="text/plain; version=0.0.4")
+
+    async def create_schematic(self, request: FactoryRequest) -> Response:
+        assert request.content is not None
+        schematic = self.schematics.create(request.content.read())
+        body = json.dumps(
+            {"id": schematic.id, "schematic": schematic.canonical_bytes.decode()},
+            separators=(",", ":"),
+        )
+        return Response((body + "\n").encode(), 201, "application/json")
+
+    async def get_schematic(self, request: FactoryRequest, schematic_id: str) -> Response:
+        try:
+            schematic, _ = self.schematics.find(schematic_id)
+        except NotFound:
+            raise NotFound("schematic not found") from None
+        return Response(schematic.canonical_bytes, content_type="application/yaml")
+
+    async def image(
+        self, request: FactoryRequest, schematic_id: str, version: str, asset: str
+    ) -> FileResponse:
+        path = await self.assets.image(schematic_id, version, asset)
+        name = asset
+        override = request.args.get(b"filename")
+        if override:
+            name = override[0].decode("utf-8", "replace")
+            if not _FILENAME.fullmatch(name):
+                raise InvalidInput(f"invalid filename: {name!r}")
+        return FileResponse(path, tree.content_type(asset), download_name=name)
+
+    async def pxe(
+        self, request: FactoryRequest, schematic_id: str, version: str, platform_arch: str
+    ) -> Response:
+        self.schematics.find(schematic_id)
+        talos = parse_version(version)
+        self.catalog.check(talos)
+        platform, arch, secureboot = split_platform_arch(platform_arch)
+        suffix = "-secureboot" if secureboot else ""
+        cmdline = await self.assets.cmdline(schematic_id, version, f"{platform}-{arch}{suffix}")
+        script = tree.pxe_script(
+            self.pxe_base_url,
+            schematic_id,
+            talos,
+            platform,
+            arch,
+            secureboot=secureboot,
+            cmdline=cmdline,
+        )
+        return Response(script)
+
+    async def versions(self, request: FactoryRequest) -> Response | FileResponse:
+        return self._published(tree.VERSIONS, TEXT) or Response(self.catalog.versions_json())
+
+    async def extensions(self, request: FactoryRequest, version: str) -> Response | FileResponse:
+        talos = parse_version(version)
+        published = self._published(tree.extensions_path(talos), TEXT)
+        return published or Response(self.catalog.extensions_json(talos))
+
+    async def overlays(self, request: FactoryRequest, version: str) -> Response | FileResponse:
+        talos = parse_version(version)
+        published = self._published(tree.overlays_path(talos), TEXT)
+        return published or Response(self.catalog.overlays_json(talos))
+
+    async def signing_key(self, request: FactoryRequest) -> FileResponse:
+        found = self._published(tree.SIGNING_KEY, tree.PEM)
+        if found is None:
+            raise NotFound("no signing key is published")
+        return found
+
+    async def secureboot_cert(self, request: FactoryRequest) -> FileResponse:
+        found = self._published(tree.SECUREBOOT_CERT, tree.PEM)
+        keys = self.assets.config.secureboot
+        if found is None and keys is not None:
+            found = FileResponse(Path(keys.signing_cert), tree.PEM)
+        if found is None:
+            raise NotFound("secure boot is disabled")
+        return found
+
+    async def registry_ping(self, request: FactoryRequest) -> Response:
+        return self.registry.ping()
+
+    async def registry_path(self, request: FactoryRequest, path: str) -> Response | FileResponse:
+        # containerd adds ?ns=<host> when a mirror points here; the path alone decides.
+        return self.registry.resolve(path)
+
+
+def routes(api: Api) -> list[Route]:
+    return [
+        route("healthz", "GET,HEAD", "/healthz", api.health),  # /healthz
+        route("readyz", "GET,HEAD", "/readyz", api.health),  # /readyz
+        route("metrics", "GET", "/metrics", api.metrics_text),  # /metrics
+        route("schematics", "POST", "/schematics", api.create_schematic),  # /schematics
+        # /schematics/<id>
+        route("schematic", "GET", "/schematics/:schematic_id", api.get_schematic),
+        # /image/<id>/<version>/<asset>[.sha256|.sha512|.sig]
+        route("image", "GET,HEAD", "/image/:schematic_id/:version/:asset", api.image),
+        # /pxe/<id>/<version>/<platform>-<arch>[-secureboot]
+        route("pxe", "GET,HEAD", "/pxe/:schematic_id/:version/:platform_arch", api.pxe),
+        route("versions", "GET,HEAD", "/versions", api.versions),  # /versions
+        # /version/<v>/extensions/official
+        route("extensions", "GET,HEAD", "/version/:version/extensions/official", api.extensions),
+        # /version/<v>/overlays/official
+        route("overlays", "GET,HEAD", "/version/:version/overlays/official", api.overlays),
+        # /oci/cosign/signing-key.pub
+        route("signing-key", "GET,HEAD", "/oci/cosign/signing-key.pub", api.signing_key),
+        # /secureboot/signing-cert.pem
+        route("secureboot-cert", "GET,HEAD", "/secureboot/signing-cert.pem", api.secureboot_cert),
+        route("registry", "GET,HEAD", "/v2", api.registry_ping),  # /v2 and /v2/
+        # /v2/<image>/<id>/{manifests|blobs}/<reference>
+        route("registry", "GET,HEAD", "/v2/*path", api.registry_path),
+    ]

@@ -1,0 +1,388 @@
+"""HTTP plumbing: the site with its limits, the route map, and typed errors turned into answers.
+
+Handlers are `async def`s that return a Response (or a FileResponse) or raise a FactoryError;
+`Router.render` is the one place that turns either into status, headers and a plain-text body.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from twisted.internet import defer, reactor
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, resource, server
+
+from imagefactory import __version__
+from imagefactory.config import ServerSettings
+from imagefactory.errors import FactoryError, InvalidInput, NotFound
+from server.metrics import Metrics
+
+log = Logger()
+clock = reactor
+
+SERVER_HEADER = f"Image Factory (imagefactory {__version__})".encode()
+TEXT = "text/plain; charset=utf-8"
+# rs/cors as upstream configures it.
+CORS_METHODS = ("GET", "HEAD", "OPTIONS")
+CORS_HEADERS = ("cache-control",)
+CORS_EXPOSED = b"Content-Disposition, Content-Length, Content-Type"
+
+
+class Unavailable(FactoryError):
+    """Try again later (a build killed, timed out or queued out): 503 with Retry-After."""
+
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Redirect(FactoryError):
+    http_status = 307
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+class MethodNotAllowed(FactoryError):
+    http_status = 405
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        super().__init__("Method Not Allowed")
+        self.allowed = allowed
+
+
+@dataclass
+class Response:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = TEXT
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FileResponse:
+    """A file streamed from disk with Range and conditional requests."""
+
+    path: Path
+    content_type: str
+    download_name: str | None = None  # set: Content-Disposition: attachment
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[..., Awaitable[Response | FileResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """`pattern` segments: literal, `:name` (one segment) or `*name` (the rest, one or more)."""
+
+    name: str
+    methods: tuple[str, ...]
+    pattern: tuple[str, ...]
+    handler: Handler
+
+    def match(self, segments: Sequence[str]) -> dict[str, str] | None:
+        params: dict[str, str] = {}
+        for i, part in enumerate(self.pattern):
+            if part.startswith("*"):
+                if i >= len(segments):
+                    return None
+                params[part[1:]] = "/".join(segments[i:])
+                return params
+            if i >= len(segments):
+                return None
+            if part.startswith(":"):
+                if not segments[i]:
+                    return None
+                params[part[1:]] = segments[i]
+            elif part != segments[i]:
+                return None
+        return params if len(segments) == len(self.pattern) else None
+
+
+def route(name: str, methods: str, path: str, handler: Handler) -> Route:
+    pattern = tuple(path.strip("/").split("/")) if path.strip("/") else ()
+    return Route(name, tuple(methods.split(",")), pattern, handler)
+
+
+def path_segments(raw: bytes) -> list[str]:
+    """Decoded segments of a request path; encoded slashes, NUL, `.` and `..` are bad input."""
+    if not raw.startswith(b"/"):
+        raise InvalidInput(f"invalid request path: {raw[:200]!r}")
+    segments = []
+    for part in raw[1:].split(b"/"):
+        try:
+            text = unquote_to_bytes(part).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("invalid request path: not UTF-8") from None
+        if "/" in text or "\x00" in text or "\\" in text or text in {".", ".."}:
+            raise InvalidInput("invalid request path")
+        segments.append(text)
+    if len(segments) > 1 and segments[-1] == "":
+        segments.pop()  # a trailing slash names the same resource (/v2/)
+    return segments
+
+
+class FactoryRequest(server.Request):
+    """A request that carries an ID and a start time, and refuses bodies over the cap."""
+
+    site: FactorySite
+
+    @property
+    def owner(self) -> FactorySite:
+        """The site, known from the channel before `process` sets `self.site`."""
+        channel = self.channel
+        assert isinstance(channel, FactoryChannel)
+        return channel.site
+
+    def __init__(self, channel: FactoryChannel, queued: Any = None) -> None:
+        super().__init__(channel)
+        self.started = time.monotonic()
+        self.route_name = "none"
+        self.refused = False
+        self._body_bytes = 0
+        self.request_id = uuid.uuid4().hex
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self.owner.settings.max_body_bytes
+        if length is not None and length > limit:
+            self.refuse(413, f"request body larger than {limit} bytes")
+        super().gotLength(0 if self.refused else length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self._body_bytes += len(data)
+        limit = self.owner.settings.max_body_bytes
+        if self._body_bytes > limit:
+            self.refuse(413, f"request body larger than {limit} bytes")
+            return
+        super().handleContentChunk(data)
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer before the request is complete (too large, too slow) and close."""
+        if self.refused:
+            return
+        self.refused = True
+        body = message.encode() + b"\n"
+        reason = http.RESPONSES.get(status, b"Error")
+        transport = self.channel.transport
+        assert transport is not None
+        transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"X-Content-Type-Options: nosniff\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % (status, reason, len(body))
+            + body
+        )
+        transport.loseConnection()
+        self.owner.metrics.add(
+            "imagefactory_http_requests_total", route="refused", method="-", status=str(status)
+        )
+        log.info("- - {status} refused: {message}", status=status, message=message)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        channel = self.channel
+        assert isinstance(channel, FactoryChannel)
+        channel.request_complete()
+        if self.refused:
+            return
+        given = self.requestHeaders.getRawHeaders(b"x-request-id")
+        if given and 0 < len(given[0]) <= 128 and given[0].isascii():
+            self.request_id = given[0].decode()
+        super().requestReceived(command, path, version)
+
+
+class FactoryChannel(http.HTTPChannel):
+    """An HTTP channel whose requests must arrive whole within `request_timeout` (no slowloris)."""
+
+    site: FactorySite
+    _deadline: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.connections += 1
+        self.site.metrics.set("imagefactory_http_connections", self.site.connections)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._deadline is None and not self._handlingRequest:
+            self._deadline = clock.callLater(self.site.settings.request_timeout, self._too_slow)
+        super().dataReceived(data)
+
+    def request_complete(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if self.requests and isinstance(self.requests[-1], FactoryRequest):
+            self.requests[-1].refuse(408, "request not received in time")
+        elif self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self.request_complete()
+        self.site.connections -= 1
+        self.site.metrics.set("imagefactory_http_connections", self.site.connections)
+        super().connectionLost(reason)
+
+
+class FactorySite(server.Site):
+    """The site: a cap on open connections and one log line per request."""
+
+    requestFactory = FactoryRequest  # type: ignore[assignment]
+    protocol = FactoryChannel  # type: ignore[assignment]
+
+    def __init__(self, root: resource.Resource, settings: ServerSettings, metrics: Metrics) -> None:
+        super().__init__(root, timeout=settings.idle_timeout)
+        self.settings = settings
+        self.metrics = metrics
+        self.connections = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.connections >= self.settings.max_connections:
+            self.metrics.add("imagefactory_http_connections_refused_total")
+            return None
+        return super().buildProtocol(addr)
+
+    def log(self, request: http.Request) -> None:
+        assert isinstance(request, FactoryRequest)
+        if request.refused:
+            return
+        ms = (time.monotonic() - request.started) * 1000
+        method = request.method.decode("ascii", "replace")
+        path = request.uri.decode("ascii", "replace")[:300]
+        status = str(request.code)
+        self.metrics.add(
+            "imagefactory_http_requests_total",
+            route=request.route_name,
+            method=method,
+            status=status,
+        )
+        self.metrics.add(
+            "imagefactory_http_response_bytes_total",
+            request.sentLength,
+            route=request.route_name,
+        )
+        log.info(
+            "{method} {path} {status} {bytes} {ms:.1f}ms {rid}",
+            method=method,
+            path=path,
+            status=status,
+            bytes=request.sentLength,
+            ms=ms,
+            rid=request.request_id,
+        )
+
+
+def error_text(exc: FactoryError) -> str:
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or "error"
+
+
+class Router(resource.Resource):
+    """The URL map: every route in one table, every answer and error written here."""
+
+    isLeaf = True
+
+    def __init__(self, routes: Sequence[Route], send_file: Callable[..., None]) -> None:
+        super().__init__()
+        self.routes = routes
+        self.send_file = send_file
+
+    def render(self, request: server.Request) -> bytes | int:
+        assert isinstance(request, FactoryRequest)
+        request.setHeader(b"server", SERVER_HEADER)
+        request.setHeader(b"x-request-id", request.request_id.encode())
+        self._cors(request)
+        method = request.method.decode("ascii", "replace")
+        if method == "OPTIONS" and request.getHeader(b"origin"):
+            return self._preflight(request)
+        d = defer.Deferred.fromCoroutine(self._dispatch(request, method))
+        d.addCallback(self._answer, request)
+        d.addErrback(self._fail, request)
+        return server.NOT_DONE_YET
+
+    async def _dispatch(self, request: FactoryRequest, method: str) -> Response | FileResponse:
+        segments = path_segments(request.path)
+        allowed: list[str] = []
+        for candidate in self.routes:
+            params = candidate.match(segments)
+            if params is None:
+                continue
+            if method not in candidate.methods:
+                allowed.extend(candidate.methods)
+                continue
+            request.route_name = candidate.name
+            return await candidate.handler(request, **params)
+        if allowed:
+            raise MethodNotAllowed(allowed)
+        raise NotFound("404 page not found")
+
+    def _answer(self, result: Response | FileResponse, request: FactoryRequest) -> None:
+        if request.finished or request._disconnected:
+            return
+        if isinstance(result, FileResponse):
+            self.send_file(request, result)
+            return
+        request.setResponseCode(result.status)
+        request.setHeader(b"content-type", result.content_type.encode())
+        for name, value in result.headers.items():
+            request.setHeader(name.encode(), value.encode())
+        request.setHeader(b"content-length", str(len(result.body)).encode())
+        if request.method != b"HEAD":
+            request.write(result.body)
+        request.finish()
+
+    def _fail(self, failure: Failure, request: FactoryRequest) -> None:
+        exc = failure.value
+        if isinstance(exc, defer.CancelledError) or request._disconnected:
+            return
+        if isinstance(exc, FactoryError):
+            status, message = exc.http_status, error_text(exc)
+        else:
+            log.failure("internal error on {uri}", failure, uri=request.uri)
+            status, message = 500, "internal server error"
+        if request.startedWriting:
+            request.loseConnection()
+            return
+        headers = {"X-Content-Type-Options": "nosniff"}
+        if isinstance(exc, Unavailable):
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, MethodNotAllowed):
+            headers["Allow"] = ", ".join(dict.fromkeys(exc.allowed))
+        if isinstance(exc, Redirect):
+            headers["Location"] = exc.location
+        self._answer(Response(message.encode() + b"\n", status, TEXT, headers), request)
+
+    def _cors(self, request: FactoryRequest) -> None:
+        if request.getHeader(b"origin"):
+            request.setHeader(b"access-control-allow-origin", b"*")
+            request.setHeader(b"access-control-expose-headers", CORS_EXPOSED)
+            request.setHeader(b"vary", b"Origin")
+
+    def _preflight(self, request: FactoryRequest) -> bytes:
+        wanted = (request.getHeader(b"access-control-request-method") or b"").decode()
+        headers = (request.getHeader(b"access-control-request-headers") or b"").decode()
+        asked = [h.strip().lower() for h in headers.split(",") if h.strip()]
+        request.setHeader(b"vary", b"Origin, Access-Control-Request-Method")
+        request.setResponseCode(204)
+        if wanted in CORS_METHODS and all(h in CORS_HEADERS for h in asked):
+            request.setHeader(b"access-control-allow-methods", wanted.encode())
+            if asked:
+                request.setHeader(b"access-control-allow-headers", ", ".join(asked).encode())
+        else:
+            for name in (b"access-control-allow-origin", b"access-control-expose-headers"):
+                request.responseHeaders.removeHeader(name)
+        request.route_name = "preflight"
+        return b""
