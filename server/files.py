@@ -62,11 +62,11 @@ def _byte_range(request: FactoryRequest, size: int, etag: str) -> tuple[int, int
             return "416"
         return max(size - length, 0), size - 1
     first = int(first_text)
+    if first >= size:
+        return "416"
     last = int(last_text) if last_text else size - 1
     if first > last:
         return None
-    if first >= size:
-        return "416"
     return first, min(last, size - 1)
 
 

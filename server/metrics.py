@@ -35,11 +35,11 @@ class Metrics:
         assert name in METRICS, name
         key = tuple(sorted(labels.items()))
         series = self._values[name]
-        series[key] = series.get(key, 0.0) + amount
+        series[key] = series.get(key, 0.0) + float(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
         assert name in METRICS, name
-        self._values[name][tuple(sorted(labels.items()))] = value
+        self._values[name][tuple(sorted(labels.items()))] = float(value)
 
     def value(self, name: str, **labels: str) -> float:
         return self._values[name].get(tuple(sorted(labels.items())), 0.0)

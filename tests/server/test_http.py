@@ -1,0 +1,200 @@
+"""Upstream's HTTP API with real clients: bytes, statuses, headers, Range and conditional requests,
+on-demand assets equal to the CLI's, and the published generation served first."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from email.utils import formatdate
+from pathlib import Path
+
+import requests
+from serving import VANILLA, Served, curl, post_schematic
+
+from imagefactory import tree
+
+EXTENSIONS = """\
+customization:
+  extraKernelArgs:
+    - console=ttyS0
+  systemExtensions:
+    officialExtensions:
+      - siderolabs/iscsi-tools
+"""
+
+
+def cli(*args: str) -> bytes:
+    result = subprocess.run(
+        [sys.executable, "-m", "imagefactory", *args], capture_output=True, check=True
+    )
+    return result.stdout
+
+
+def test_post_schematic_answers_upstreams_bytes(served: Served) -> None:
+    answer = requests.post(served.url + "/schematics", data=b"{}", timeout=30)
+    assert answer.status_code == 201
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.content == (
+        b'{"id":"' + VANILLA.encode() + b'","schematic":"customization: {}\\n"}\n'
+    )
+    assert answer.headers["X-Request-Id"]
+    got = served.get(f"/schematics/{VANILLA}")
+    assert got.status_code == 200
+    assert got.headers["Content-Type"] == "application/yaml"
+    assert got.content == b"customization: {}\n"
+    # Stored content-addressed on disk, as upstream stores them by ID.
+    assert (served.store / "schematics" / VANILLA).read_bytes() == b"customization: {}\n"
+
+
+def test_schematic_lookup_404s(served: Served) -> None:
+    for missing in ("0" * 64, "not-an-id"):
+        got = served.get(f"/schematics/{missing}")
+        assert got.status_code == 404
+        assert got.text == "schematic not found\n"
+        assert got.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert got.headers["X-Content-Type-Options"] == "nosniff"
+    got = served.get(f"/image/{'0' * 64}/v1.11.5/kernel-amd64")
+    assert (got.status_code, got.text) == (404, f'schematic ID "{"0" * 64}" not found\n')
+
+
+def test_catalogs_from_the_lock(served: Served) -> None:
+    got = served.get("/versions")
+    assert got.content == b'["v1.7.7","v1.11.5"]\n'
+    lock = json.loads((served.config.parent / "sources.lock.json").read_text())
+    extensions = served.get("/version/1.11.5/extensions/official").json()
+    assert [e["name"] for e in extensions] == sorted(lock["versions"]["v1.11.5"]["extensions"])
+    first = extensions[0]
+    locked = lock["versions"]["v1.11.5"]["extensions"][first["name"]]
+    assert first == {k: locked[k] for k in ("ref", "digest", "author", "description")} | {
+        "name": first["name"]
+    }
+    overlays = served.get("/version/v1.11.5/overlays/official").json()
+    assert [o["name"] for o in overlays] == ["rpi_generic"]
+    assert served.get("/version/v1.8.0/extensions/official").status_code == 404
+    assert served.get("/version/1.10/extensions/official").status_code == 400
+
+
+def test_health_metrics_cors(served: Served) -> None:
+    assert served.get("/healthz").status_code == 200
+    assert served.get("/readyz").status_code == 200
+    served.get("/versions")
+    metrics = served.get("/metrics").text
+    assert 'imagefactory_http_requests_total{method="GET",route="versions",status="200"}' in metrics
+    got = served.get("/versions", headers={"Origin": "https://example.test"})
+    assert got.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Content-Disposition" in got.headers["Access-Control-Expose-Headers"]
+    preflight = requests.options(
+        served.url + "/versions",
+        headers={"Origin": "https://x.test", "Access-Control-Request-Method": "GET"},
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET"
+
+
+def test_pxe_script_is_upstreams(served: Served, tmp_path: Path) -> None:
+    schematic_id = post_schematic(served, EXTENSIONS)
+    (tmp_path / "s.yaml").write_text(EXTENSIONS)
+    cmdline = cli(
+        "cmdline", "--config", str(served.config), "--version", "v1.11.5",
+        "--platform", "metal", "--arch", "amd64", "--schematic", str(tmp_path / "s.yaml"),
+    ).decode().strip()  # fmt: skip
+    base = f"{served.url}/image/{schematic_id}/v1.11.5"
+    expected = (
+        f"#!ipxe\n\nimgfree\nkernel {base}/kernel-amd64 {cmdline}\n"
+        f"initrd {base}/initramfs-amd64.xz\nboot\n"
+    ).encode()
+    for arch in ("amd64", "x86_64", "i386"):
+        got = served.get(f"/pxe/{schematic_id}/1.11.5/metal-{arch}")
+        assert got.status_code == 200, got.text
+        assert got.content == expected
+        assert got.headers["Content-Type"] == "text/plain; charset=utf-8"
+    bad = served.get(f"/pxe/{schematic_id}/1.11.5/metal-sparc")
+    assert (bad.status_code, bad.text) == (
+        400,
+        'error parsing profile from path: invalid architecture: "sparc"\n',
+    )
+
+
+def test_on_demand_assets_equal_the_cli_build(served: Served, tmp_path: Path) -> None:
+    schematic_id = post_schematic(served, EXTENSIONS)
+    (tmp_path / "s.yaml").write_text(EXTENSIONS)
+    url = f"{served.url}/image/{schematic_id}/v1.11.5/initramfs-amd64.xz"
+    got = requests.get(url, timeout=300)
+    assert got.status_code == 200, got.text
+    assert got.headers["Content-Type"] == "application/x-xz"
+    assert got.headers["Content-Disposition"] == 'attachment; filename="initramfs-amd64.xz"'
+    cli(
+        "build", "--config", str(served.config), "--schematic", str(tmp_path / "s.yaml"),
+        "--version", "v1.11.5", "--asset", "initramfs-amd64.xz", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert got.content == (tmp_path / "initramfs-amd64.xz").read_bytes()
+    digest = hashlib.sha256(got.content).hexdigest()
+    sums = requests.get(url + ".sha256", timeout=30)
+    assert sums.text == tree.checksum_line(digest, "initramfs-amd64.xz")
+    sha512 = requests.get(url + ".sha512", timeout=30).text.split()[0]
+    assert sha512 == hashlib.sha512(got.content).hexdigest()
+    named = requests.get(url + "?filename=boot.xz", timeout=30)
+    assert named.headers["Content-Disposition"] == 'attachment; filename="boot.xz"'
+
+
+def test_range_head_and_conditional_with_curl(served: Served, tmp_path: Path) -> None:
+    url = f"{served.url}/image/{VANILLA}/v1.11.5/kernel-amd64"
+    full = curl("-f", url).stdout
+    head = curl("-fI", url).stdout.decode()
+    headers = dict(line.split(": ", 1) for line in head.strip().splitlines()[1:] if ": " in line)
+    assert int(headers["Content-Length"]) == len(full)
+    etag, modified = headers["ETag"], headers["Last-Modified"]
+
+    part = curl("-f", "-r", "100-199", "-D", str(tmp_path / "h"), url).stdout
+    assert part == full[100:200]
+    head_206 = (tmp_path / "h").read_text()
+    assert " 206 " in head_206.splitlines()[0]
+    assert f"Content-Range: bytes 100-199/{len(full)}" in head_206
+    assert curl("-f", "-r", "-10", url).stdout == full[-10:]
+    assert curl("-f", "-r", f"{len(full) - 5}-", url).stdout == full[-5:]
+    # Resuming a download: curl -C asks for the rest.
+    (tmp_path / "partial").write_bytes(full[:1000])
+    curl("-f", "-C", "-", "-o", str(tmp_path / "partial"), url)
+    assert (tmp_path / "partial").read_bytes() == full
+
+    status = curl("-o", "/dev/null", "-w", "%{http_code}", "-r", f"{len(full)}-", url).stdout
+    assert status == b"416"
+    not_modified = ("-o", "/dev/null", "-w", "%{http_code}")
+    assert curl(*not_modified, "-H", f"If-None-Match: {etag}", url).stdout == b"304"
+    assert curl(*not_modified, "-H", f"If-Modified-Since: {modified}", url).stdout == b"304"
+    assert curl(*not_modified, "-H", 'If-None-Match: "other"', url).stdout == b"200"
+    old = formatdate(0, usegmt=True)
+    assert curl(*not_modified, "-H", f"If-Modified-Since: {old}", url).stdout == b"200"
+    # If-None-Match decides when both are sent.
+    both = ("-H", 'If-None-Match: "other"', "-H", f"If-Modified-Since: {modified}")
+    assert curl(*not_modified, *both, url).stdout == b"200"
+
+
+def test_published_generation_first_and_switched_atomically(served: Served) -> None:
+    public = served.config.parent / "public"
+    relative = tree.image_path(VANILLA, "v1.7.7", "cmdline-metal-amd64")
+    for generation, text in (("gen-1", b"published one\n"), ("gen-2", b"published two\n")):
+        path = served.config.parent / generation / relative
+        path.parent.mkdir(parents=True)
+        path.write_bytes(text)
+    url = f"/image/{VANILLA}/v1.7.7/cmdline-metal-amd64"
+    os.symlink("gen-1", public)
+    try:
+        assert served.get(url).content == b"published one\n"
+        # The pipeline's switch: a new symlink renamed over the old one.
+        os.symlink("gen-2", served.config.parent / "public.new")
+        os.replace(served.config.parent / "public.new", public)
+        assert served.get(url).content == b"published two\n"
+    finally:
+        public.unlink()
+    # Without a published tree the same URL is built on demand from the sample release.
+    built = served.get(url)
+    assert built.status_code == 200
+    assert built.content.startswith(b"talos.platform=metal")
+    assert not (
+        served.config.parent / "gen-2" / "image" / VANILLA / "v1.7.7" / "kernel-amd64"
+    ).exists()
