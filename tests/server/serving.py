@@ -47,7 +47,7 @@ class Served:
 
     @property
     def store(self) -> Path:
-        return self.root / "store"
+        return Path(yaml.safe_load(self.config.read_text())["store"])
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return requests.get(self.url + path, timeout=120, **kwargs)
@@ -73,7 +73,12 @@ class Served:
 
 
 def start_server(
-    sample_release: Path, where: Path, *, external_url: str | None = None, **server: Any
+    sample_release: Path,
+    where: Path,
+    *,
+    external_url: str | None = None,
+    config: dict[str, Any] | None = None,
+    **server: Any,
 ) -> Served:
     port, tftp = free_port(), free_port(socket.SOCK_DGRAM)
     settings = {
@@ -81,19 +86,19 @@ def start_server(
         "builds": {"concurrency": 2, "timeoutSeconds": 300},
         **server,
     }
-    config = private_config(sample_release, where, server=settings)
+    config_path = private_config(sample_release, where, server=settings, **(config or {}))
     url = f"http://127.0.0.1:{port}"
     log = where / "server.log"
     argv = [
         sys.executable, "-m", "imagefactory", "serve",
-        "--config", str(config),
+        "--config", str(config_path),
         "--http", f"tcp:{port}:interface=127.0.0.1",
         "--tftp", str(tftp),
         "--external-url", external_url or url,
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    served = Served(url, tftp, config, where, log, proc)
+    served = Served(url, tftp, config_path, where, log, proc)
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         try:
