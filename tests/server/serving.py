@@ -77,10 +77,11 @@ def start_server(
     where: Path,
     *,
     external_url: str | None = None,
+    http_port: int | None = None,
     config: dict[str, Any] | None = None,
     **server: Any,
 ) -> Served:
-    port, tftp = free_port(), free_port(socket.SOCK_DGRAM)
+    port, tftp = http_port or free_port(), free_port(socket.SOCK_DGRAM)
     settings = {
         "limits": {"requestSeconds": 3, "connections": 64, "stalledSeconds": 5},
         "builds": {"concurrency": 2, "timeoutSeconds": 300},
