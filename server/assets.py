@@ -35,9 +35,18 @@ class Assets:
         self.catalog = catalog
         self.builds = builds
 
+    def public_root(self) -> Path:
+        """The current generation: where the `public` symlink points now (or `public` itself)."""
+        public = self.config.public
+        try:
+            return public.parent / os.readlink(public)
+        except OSError:  # not a symlink (a plain tree), or nothing published
+            return public
+
     def public_file(self, relative: str) -> Path | None:
-        """A file of the current generation (the symlink read now), or None."""
-        path = Path(os.path.realpath(self.config.public)) / relative
+        """A file of the current generation, or None; one readlink per request keeps a switch
+        atomic for readers."""
+        path = self.public_root() / relative
         return path if path.is_file() else None
 
     async def image(self, schematic_id: str, version_text: str, name: str) -> Path:

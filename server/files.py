@@ -175,6 +175,15 @@ def send_file(request: FactoryRequest, answer: FileResponse) -> None:
             request.write(b"")
             request.finish()
             return
+        if length <= CHUNK:  # one write: no producer needed
+            data = os.pread(handle.fileno(), length, first)
+            handle.close()
+            if len(data) != length:  # the file shrank under us: never a short body
+                request.loseConnection()
+                return
+            request.write(data)
+            request.finish()
+            return
     except BaseException:
         handle.close()
         raise

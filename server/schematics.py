@@ -6,7 +6,6 @@ them content-addressed; a lookup checks the published tree, that store, then the
 
 from __future__ import annotations
 
-import os
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -49,7 +48,7 @@ class Schematics:
             return cached
         if not SCHEMATIC_ID.fullmatch(schematic_id):
             raise NotFound(f'schematic ID "{schematic_id}" not found')
-        public = Path(os.path.realpath(self.config.public))
+        public = self.config.public
         for path in (public / tree.schematic_path(schematic_id), self.posted / schematic_id):
             if path.is_file():
                 schematic = parse_schematic(path.read_bytes(), source=str(path))
