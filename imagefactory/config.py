@@ -102,6 +102,31 @@ class SecureBootKeys:
 
 
 @dataclass(frozen=True)
+class PushRegistry:
+    """Where installer images are pushed and with which key they are signed (`registry:`)."""
+
+    host: str  # host[:port]
+    prefix: str  # repository path before `<image>/<schematic id>`, may be ""
+    insecure: bool = False
+    username: str | None = None
+    password_env: str | None = None
+    signing_key: Path | None = None
+
+    @classmethod
+    def parse(cls, url: str, **fields: Any) -> PushRegistry:
+        host, _, prefix = url.strip().removeprefix("oci://").partition("/")
+        if not host:
+            raise InvalidInput(f"registry url {url!r} has no host (want host[:port]/prefix)")
+        return cls(host=host, prefix=prefix.strip("/"), **fields)
+
+    def repository(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+@dataclass(frozen=True)
 class PxeTarget:
     """What a PXE client boots: a schematic, a Talos version and a platform."""
 
@@ -141,6 +166,7 @@ class Config:
     external_url: str = "https://localhost/"
     secureboot: SecureBootKeys | None = None
     server: ServerSettings = ServerSettings()
+    registry: PushRegistry | None = None
 
     @property
     def lock_path(self) -> Path:
@@ -245,6 +271,19 @@ def _server(raw: Mapping[str, Any], base: Path) -> ServerSettings:
     )
 
 
+def _push_registry(raw: Mapping[str, Any] | None, base: Path) -> PushRegistry | None:
+    if raw is None:
+        return None
+    key = raw.get("signing", {}).get("keyPath")
+    return PushRegistry.parse(
+        raw["url"],
+        insecure=bool(raw.get("insecure", False)),
+        username=raw.get("username"),
+        password_env=raw.get("passwordEnv"),
+        signing_key=_path(base, key) if key else None,
+    )
+
+
 def load_config(path: Path | str) -> Config:
     """Read, validate and resolve a config file; relative paths are relative to its directory."""
     path = Path(path).resolve()
@@ -317,4 +356,5 @@ def load_config(path: Path | str) -> Config:
         external_url=raw.get("externalURL", "https://localhost/"),
         secureboot=secureboot,
         server=_server(raw.get("server", {}), base),
+        registry=_push_registry(raw.get("registry"), base),
     )
