@@ -20,12 +20,14 @@ from imagefactory import __version__, cmdline
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.imager import pcr
+from imagefactory.imager.disk.asset import build_image
 from imagefactory.imager.efivars import AuthFiles, supplied_auth_files
 from imagefactory.imager.extensions import resolve_extensions
 from imagefactory.imager.initramfs import build_initramfs
+from imagefactory.imager.installer import assets_files, base_installer, build_installer
 from imagefactory.imager.iso import IsoInputs, build_iso
 from imagefactory.imager.overlay import get_options
-from imagefactory.imager.pesign import SecureBootSigner
+from imagefactory.imager.pesign import SecureBootSigner, sign
 from imagefactory.imager.uki import build_uki
 from imagefactory.imager.virtual import virtual_extensions
 from imagefactory.inputs import BootAssets, LockedSources, locked
@@ -254,6 +256,47 @@ def _iso(build: Build, out: Path) -> None:
     )
 
 
+def _installer(build: Build, out: Path) -> None:
+    """installer-<arch>.tar: the locked base installer plus the version's assets layer."""
+    profile = build.profile
+    entry = build.sources.version_entry(build.version)["installer"]
+    # Keyed by the base installer too: the asset key names the imager only.
+    parts = {
+        "installer": entry["digest"],
+        "profile": profile.to_json(),
+        "schematic": build.schematic.id,
+        **build._signer_parts(),
+    }
+
+    def make(tar: Path) -> None:
+        assets = build.assets()
+        with_uki = profile.secureboot or profile.quirks.unified_installer
+        sd_boot = assets.sd_boot
+        signer = build.signer()
+        if with_uki and signer is not None:
+            sd_boot = tar.parent / "systemd-boot.signed.efi"
+            sign(assets.sd_boot, sd_boot, signer, epoch=assets.epoch)
+        files = assets_files(
+            profile.arch,
+            uki=build.uki() if with_uki else None,
+            sd_boot=sd_boot if with_uki else None,
+            kernel=None if with_uki else assets.kernel,
+            initramfs=None if with_uki else build.initramfs(),
+            signed_name=profile.secureboot and not profile.quirks.unified_installer,
+        )
+        build_installer(
+            tar,
+            base_installer(build.sources, build.version, profile.arch),
+            files,
+            arch=profile.arch,
+            epoch=assets.epoch,
+            two_layer_quirk=profile.quirks.installer_two_layers,
+        )
+
+    built = build.cached("installer", parts, profile.canonical_path, make)
+    os.link(built, out)  # store files are never edited in place: one inode serves both keys
+
+
 # One builder per output kind; kinds not listed are refused with a clear message.
 BUILDERS: dict[OutputKind, Callable[[Build, Path], None]] = {
     OutputKind.KERNEL: _kernel,
@@ -261,6 +304,8 @@ BUILDERS: dict[OutputKind, Callable[[Build, Path], None]] = {
     OutputKind.CMDLINE: _cmdline,
     OutputKind.UKI: _uki,
     OutputKind.ISO: _iso,
+    OutputKind.INSTALLER: _installer,
+    OutputKind.IMAGE: build_image,
 }
 
 

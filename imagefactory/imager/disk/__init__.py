@@ -1,0 +1,1 @@
+"""Talos disk images built rootless: GPT, per-partition file systems, bootloaders and META."""
