@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "versions": "imagefactory.commands.sources_cmd",
     "extensions": "imagefactory.commands.sources_cmd",
     "build": "imagefactory.commands.build_cmd",
+    "push-installer": "imagefactory.commands.installer_cmd",
     "serve": "imagefactory.commands.serve_cmd",
 }
 
