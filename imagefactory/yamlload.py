@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,46 @@ if _Parser is not None:
 MAX_BYTES = 1 << 20
 # Go allows depth 10000, but Python recursion in the constructor does not; no schematic nests deeper.
 MAX_DEPTH = 200
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on every YAML/JSON input the factory reads; each settable from the environment.
+
+    `schematic_bytes` bounds a schematic file or body and also what its aliases may expand to
+    (the canonical schematic must fit the same size); raise it for a large embedded machine config.
+    """
+
+    schematic_bytes: int = MAX_BYTES
+    config_bytes: int = 1 << 20
+    lock_bytes: int = 64 << 20
+    depth: int = MAX_DEPTH
+
+
+# Limits field -> environment variable that overrides it (an integer).
+LIMIT_VARIABLES = {
+    "schematic_bytes": "IMAGEFACTORY_MAX_SCHEMATIC_BYTES",
+    "config_bytes": "IMAGEFACTORY_MAX_CONFIG_BYTES",
+    "lock_bytes": "IMAGEFACTORY_MAX_LOCK_BYTES",
+    "depth": "IMAGEFACTORY_MAX_YAML_DEPTH",
+}
+
+
+@functools.cache
+def limits() -> Limits:
+    """The limits in force: defaults, overridden by IMAGEFACTORY_MAX_* variables."""
+    values: dict[str, int] = {}
+    for name, variable in LIMIT_VARIABLES.items():
+        text = os.environ.get(variable)
+        if text is None:
+            continue
+        if not (text.isdigit() and len(text) <= 12 and int(text) > 0):
+            raise InvalidInput(f"{variable}: not a positive integer of at most 12 digits")
+        values[name] = int(text)
+    # Python recursion composes and constructs nested nodes: keep a margin under its limit.
+    values["depth"] = min(values.get("depth", MAX_DEPTH), 2000)
+    return Limits(**values)
+
 
 SCALAR, SEQUENCE, MAPPING, ALIAS = "scalar", "sequence", "mapping", "alias"
 
@@ -81,13 +123,16 @@ def _fail(source: str, line: int, message: str) -> InvalidInput:
     return InvalidInput(f"{source}: yaml: {where}{message}")
 
 
-def compose_first_document(data: bytes, source: str) -> Node:
+def compose_first_document(
+    data: bytes, source: str, *, max_bytes: int | None = None, what: str = "schematic"
+) -> Node:
     """The root node of the first document; later documents are never read (as upstream)."""
-    if len(data) > MAX_BYTES:
-        raise InvalidInput(f"{source}: schematic is larger than {MAX_BYTES} bytes")
+    max_bytes = limits().schematic_bytes if max_bytes is None else max_bytes
+    if len(data) > max_bytes:
+        raise InvalidInput(f"{source}: {what} is larger than {max_bytes} bytes")
     parser: Any = _Parser(data) if _Parser is not None else yaml.Loader(data)
     try:
-        root = _compose(parser, source)
+        root = _compose(parser, source, limits().depth)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
@@ -97,7 +142,7 @@ def compose_first_document(data: bytes, source: str) -> Node:
     finally:
         parser.dispose()
     if root is None:
-        raise InvalidInput(f"{source}: schematic is empty (no YAML document)")
+        raise InvalidInput(f"{source}: {what} is empty (no YAML document)")
     return root
 
 
@@ -114,9 +159,10 @@ def compose_fast(data: bytes) -> Any:
     possible nesting beyond MAX_DEPTH (the C composer recurses on the C stack with no guard), or
     any error (the slow path words it as Go does).
     """
-    if _FastParser is None or len(data) > MAX_BYTES or b"&" in data or b"*" in data:
+    bounds = limits()
+    if _FastParser is None or len(data) > bounds.schematic_bytes or b"&" in data or b"*" in data:
         return None
-    if sum(map(data.count, _COLLECTION_INDICATORS)) > MAX_DEPTH:
+    if sum(map(data.count, _COLLECTION_INDICATORS)) > bounds.depth:
         return None
     parser = _FastParser(data)
     try:
@@ -147,7 +193,7 @@ def short_tag_of(tag: str | None) -> str:
     return "" if tag is None or tag == "!" else gr.short_tag(tag)
 
 
-def _compose(parser: Any, source: str) -> Node | None:
+def _compose(parser: Any, source: str, max_depth: int) -> Node | None:
     anchors: dict[str, Node] = {}
     stack: list[Node] = []
     get_event = parser.get_event
@@ -173,8 +219,8 @@ def _compose(parser: Any, source: str) -> Node | None:
             node = _leaf(event, anchors, source)
         elif kind is mapping_start or kind is sequence_start:
             node = _collection(event, kind is mapping_start)
-            if len(stack) >= MAX_DEPTH:
-                raise _fail(source, node.line, f"nesting deeper than {MAX_DEPTH} levels")
+            if len(stack) >= max_depth:
+                raise _fail(source, node.line, f"nesting deeper than {max_depth} levels")
         elif kind is yaml.StreamEndEvent or event is None:
             return None
         else:
@@ -247,9 +293,13 @@ def _key_identity(value: Any) -> tuple[str, Any]:
 class Constructor:
     """Go constructor state: counts for the alias bound and the list of type errors."""
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, max_produced: int | None = None) -> None:
         self.source = source
         self.errors: list[str] = []
+        # Bytes that alias expansion may add to the document: a node count alone lets ten
+        # thousand aliases of one 100 KB string through.
+        self.max_produced = limits().schematic_bytes if max_produced is None else max_produced
+        self.produced = 0
         self.constructs = 0
         self.alias_constructs = 0
         self.alias_depth = 0
@@ -281,6 +331,7 @@ class Constructor:
         self.constructs += 1
         if self.alias_depth > 0:
             self.alias_constructs += 1
+            self.count_produced(node)
             if (
                 self.alias_constructs > 100
                 and self.constructs > 1000
@@ -299,6 +350,15 @@ class Constructor:
         finally:
             self.alias_depth -= 1
             self.expanding.discard(id(node))
+
+    def count_produced(self, node: Node) -> None:
+        """Add what constructing `node` again adds to the value; fail beyond the bound."""
+        value = node.value if node.kind == SCALAR else ""
+        self.produced += 1 + (
+            len(value) if value.isascii() else len(value.encode("utf-8", "surrogateescape"))
+        )
+        if self.produced > self.max_produced:
+            raise self.fail(node, f"aliases expand the document beyond {self.max_produced} bytes")
 
     def apply(self, node: Node, handler: Callable[[Constructor, Node], Any]) -> Any:
         """construct() for a handler taking the constructor: no closure per node."""
