@@ -11,7 +11,8 @@ import re
 from email.utils import formatdate, parsedate_to_datetime
 from typing import BinaryIO
 
-from twisted.internet.interfaces import IDelayedCall, IPullProducer, ITCPTransport
+from twisted.internet.interfaces import IDelayedCall, IPullProducer
+from twisted.web import http
 from zope.interface import implementer
 
 from imagefactory.errors import NotFound
@@ -119,9 +120,10 @@ class _Sender:
 
     def _stall(self) -> None:
         request = self.request
-        transport = request.channel.transport if request is not None else None
-        if isinstance(transport, ITCPTransport):
-            transport.abortConnection()
+        if request is not None:
+            channel = request.channel
+            assert isinstance(channel, http.HTTPChannel)
+            channel.forceAbortClient()
         self.stopProducing()
 
 

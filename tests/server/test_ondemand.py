@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -155,3 +156,18 @@ def test_store_disk_full(server_factory: Callable[..., Served], small_disk: Path
     assert not list(small_disk.rglob(".work-*"))
     assert not list(small_disk.rglob("*.iso"))
     assert full.get("/versions").status_code == 200
+
+
+def test_a_stalled_reader_is_disconnected(served: Served) -> None:
+    """A client that stops reading mid-download is cut off after stalledSeconds (5 s here)."""
+    url = f"/image/{unique_schematic(served, 'many')}/v1.11.5/metal-amd64.iso"
+    assert served.get(url).status_code == 200  # built
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(1)
+        assert served.metric("imagefactory_http_connections") == 2  # this one and /metrics
+        time.sleep(7)
+        assert served.metric("imagefactory_http_connections") == 1
