@@ -97,6 +97,25 @@ imager)
     ;;
 esac
 echo "TALOS-SAMPLE installer: @VERSION@ $*"
+case "$(uname -m)" in aarch64) arch=arm64 ;; *) arch=amd64 ;; esac
+prev=
+for a in "$@"; do
+    [ "$prev" = --arch ] && arch=$a
+    case "$a" in --arch=*) arch=${a#--arch=} ;; esac
+    prev=$a
+done
+# Like upstream's `install`, fail when the image lacks the assets this version installs.
+if [ "$1" = install ]; then
+    need="@ASSETS@"
+    # Secure Boot installers before 1.10 carry a signed UKI instead.
+    [ -f "/usr/install/$arch/vmlinuz.efi.signed" ] && need="vmlinuz.efi.signed systemd-boot.efi"
+    for f in $need; do
+        if [ ! -f "/usr/install/$arch/$f" ]; then
+            echo "error: open /usr/install/$arch/$f: no such file or directory" >&2
+            exit 1
+        fi
+    done
+fi
 for f in /usr/install/*/*; do
     [ -f "$f" ] && echo "TALOS-SAMPLE asset: $f"
 done
@@ -106,7 +125,11 @@ exit 0
 
 def tools_entries(version: SampleVersion, parts: DebianParts) -> list[tree.Entry]:
     """The tools layer shared by imager and installer images: busybox and bin/installer."""
-    script = INSTALLER_SCRIPT.replace("@VERSION@", version.tag)
+    # From 1.10 (and for Secure Boot) the installer installs a UKI with systemd-boot.
+    installs = "vmlinuz initramfs.xz"
+    if version.quirks.unified_installer:
+        installs = "vmlinuz.efi systemd-boot.efi"
+    script = INSTALLER_SCRIPT.replace("@VERSION@", version.tag).replace("@ASSETS@", installs)
     return [
         tree.copy("bin/busybox", parts.busybox, 0o755),
         tree.symlink("bin/sh", "busybox"),

@@ -15,13 +15,10 @@ from pathlib import Path
 
 from imagefactory import tools
 from imagefactory.errors import FactoryError
+from imagefactory.sample import suite
 
 # NEEDED of trixie's skopeo is libgpgme, libsqlite3 and libc; libgpgme pulls in the other two.
 PACKAGES = ("skopeo", "libc6", "libgpgme11t64", "libassuan9", "libgpg-error0", "libsqlite3-0")
-SOURCES_LINE = (
-    "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-    "http://deb.debian.org/debian trixie main\n"
-)
 LOADERS = {
     "x86_64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
     "aarch64": ("aarch64-linux-gnu", "ld-linux-aarch64.so.1"),
@@ -53,20 +50,8 @@ def _download(work: Path) -> None:
     if machine not in LOADERS:
         raise Unavailable(f"no trixie loader known for machine {machine!r}")
     triplet, loader = LOADERS[machine]
-    for sub in ("lists/partial", "cache/archives/partial", "dl"):
-        (work / sub).mkdir(parents=True, exist_ok=True)
-    (work / "sources.list").write_text(SOURCES_LINE)
-    apt_options = [
-        f"-oDir::Etc::SourceList={work / 'sources.list'}",
-        "-oDir::Etc::SourceParts=/dev/null",
-        f"-oDir::State::Lists={work / 'lists'}",
-        f"-oDir::Cache={work / 'cache'}",
-        "-oDir::State::status=/var/lib/dpkg/status",
-        "-oAPT::Sandbox::User=root",
-    ]
-    tools.run(["apt-get", *apt_options, "-q", "update"])
-    for package in PACKAGES:
-        tools.run(["apt-get", *apt_options, "-q", "download", f"{package}/trixie"], cwd=work / "dl")
+    # The mirror comes from the machine's own apt sources, never from this file.
+    suite.download("trixie", PACKAGES, work / "dl")
     root = work / "root"
     for deb in sorted((work / "dl").glob("*.deb")):
         tools.run(["dpkg-deb", "-x", deb, root])
@@ -76,9 +61,6 @@ def _download(work: Path) -> None:
         f'"{root / "usr" / "bin" / "skopeo"}" "$@"\n'
     )
     (work / WRAPPER).chmod(0o755)
-    # The package lists are big (~21 MB) and only needed for the download.
-    shutil.rmtree(work / "lists")
-    shutil.rmtree(work / "cache")
     shutil.rmtree(work / "dl")
 
 
