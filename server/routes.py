@@ -8,6 +8,7 @@ from pathlib import Path
 
 from imagefactory import tree
 from imagefactory.errors import InvalidInput, NotFound
+from imagefactory.signing.keys import load_private_key, public_key_pem
 from server.assets import Assets, parse_version
 from server.catalog import Catalog
 from server.metrics import Metrics
@@ -111,11 +112,15 @@ class Api:
         published = self._published(tree.overlays_path(talos), TEXT)
         return published or Response(self.catalog.overlays_json(talos))
 
-    async def signing_key(self, request: FactoryRequest) -> FileResponse:
+    async def signing_key(self, request: FactoryRequest) -> Response | FileResponse:
         found = self._published(tree.SIGNING_KEY, tree.PEM)
-        if found is None:
-            raise NotFound("no signing key is published")
-        return found
+        if found is not None:
+            return found
+        registry = self.assets.config.registry
+        if registry is None or registry.signing_key is None:
+            raise NotFound("no signing key is configured")
+        key = load_private_key(registry.signing_key)
+        return Response(public_key_pem(key), content_type=tree.PEM)
 
     async def secureboot_cert(self, request: FactoryRequest) -> FileResponse:
         found = self._published(tree.SECUREBOOT_CERT, tree.PEM)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import requests
 from serving import VANILLA, Served, curl, post_schematic
 
 from imagefactory import tree
+from imagefactory.signing.keys import generate_key, public_key_pem, save_private_key
 
 EXTENSIONS = """\
 customization:
@@ -198,3 +200,23 @@ def test_published_generation_first_and_switched_atomically(served: Served) -> N
     assert not (
         served.config.parent / "gen-2" / "image" / VANILLA / "v1.7.7" / "kernel-amd64"
     ).exists()
+
+
+def test_signing_key_is_the_public_half(
+    served: Served, server_factory: Callable[..., Served], tmp_path: Path
+) -> None:
+    assert served.get("/oci/cosign/signing-key.pub").status_code == 404
+    key = generate_key()
+    save_private_key(key, tmp_path / "signing.key")
+    keyed = server_factory(
+        config={
+            "registry": {
+                "url": "127.0.0.1:9/factory",
+                "signing": {"keyPath": str(tmp_path / "signing.key")},
+            }
+        }
+    )
+    got = keyed.get("/oci/cosign/signing-key.pub")
+    assert got.status_code == 200
+    assert got.headers["Content-Type"] == "application/x-pem-file"
+    assert got.content == public_key_pem(key)
