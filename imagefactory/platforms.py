@@ -354,3 +354,50 @@ def get_platform(name: str) -> Platform:
 
 def platform_names() -> tuple[str, ...]:
     return tuple(platform.name for platform in PLATFORMS)
+
+
+# Disk formats every platform offers; ova (a VMware appliance) only where it is the own format.
+_COMMON_DISK_FORMATS = (DiskFormat.RAW, DiskFormat.QCOW2, DiskFormat.VHD)
+
+
+def check_image_request(platform: Platform, arch: str, disk_format: DiskFormat) -> None:
+    """Refuse a disk image of an arch or format the platform does not have.
+
+    Versions before a platform's `min_version` still build, as upstream's do: the minimum only
+    leaves the platform out of `assets_for`.
+    """
+    if arch not in platform.archs:
+        raise InvalidInput(f"platform {platform.name} is not supported for architecture {arch}")
+    if disk_format not in (*_COMMON_DISK_FORMATS, platform.disk_format):
+        raise InvalidInput(f"platform {platform.name} does not offer {disk_format} disk images")
+
+
+def assets_for(
+    platform_name: str, arch: str, version: TalosVersion, *, secureboot: bool = False
+) -> tuple[str, ...]:
+    """Every upstream asset path the platform offers for this arch and version (boot methods)."""
+    platform = get_platform(platform_name)
+    quirks = quirks_for(version)
+    if not platform.supports(version) or arch not in platform.archs:
+        return ()
+    if secureboot and not (platform.secureboot and quirks.uki):
+        return ()
+    sb = "-secureboot" if secureboot else ""
+    paths: list[str] = []
+    if BootMethod.DISK_IMAGE in platform.boot_methods and platform.has_profile:
+        paths.append(
+            platform.disk_image_path(
+                arch, platform.default_disk_image_suffix(version), secureboot=secureboot
+            )
+        )
+    if BootMethod.ISO in platform.boot_methods:
+        paths.append(f"{platform.name}-{arch}{sb}.iso")
+    if BootMethod.PXE in platform.boot_methods:
+        paths.append(f"cmdline-{platform.name}-{arch}{sb}")
+        if secureboot:
+            paths.append(f"{platform.name}-{arch}{sb}-uki.efi")
+        else:
+            paths += [f"kernel-{arch}", f"initramfs-{arch}.xz"]
+    if platform.name == "metal":
+        paths.append(f"installer-{arch}{sb}.tar")
+    return tuple(dict.fromkeys(paths))

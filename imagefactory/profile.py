@@ -16,6 +16,7 @@ from imagefactory.platforms import (
     Arch,
     DiskFormat,
     OutFormat,
+    check_image_request,
     get_platform,
 )
 from imagefactory.quirks import Quirks, quirks_for
@@ -240,8 +241,23 @@ class Profile:
 
 
 def resolve(path: str, version: TalosVersion, schematic: Schematic | None = None) -> Profile:
-    """Parse an asset path and resolve it for a Talos version (and schematic)."""
-    return resolve_request(parse_asset_path(path), version, schematic)
+    """Parse an asset path and resolve it for a Talos version (and schematic).
+
+    A disk image the platform does not have (arch, version, format) is refused here, where a user
+    names it; `request_for` callers ask for the platform's own defaults.
+    """
+    request = parse_asset_path(path)
+    if request.kind is OutputKind.IMAGE:
+        _check_image(request, schematic or Schematic())
+    return resolve_request(request, version, schematic)
+
+
+def _check_image(request: AssetRequest, schematic: Schematic) -> None:
+    assert request.disk_format is not None
+    check_image_request(get_platform(request.platform), request.arch, request.disk_format)
+    overlay = schematic.overlay.name
+    if overlay and request.arch is not Arch.ARM64:
+        raise InvalidInput(f"overlay {overlay} is not supported for architecture {request.arch}")
 
 
 def request_for(

@@ -48,7 +48,7 @@ def get_options(root: Path, name: str, extra_options: Mapping[str, Any]) -> Over
     return OverlayOptions(str(doc.get("name", name)), tuple(args), offset)
 
 
-def install(  # noqa: PLR0913
+def install(
     root: Path,
     name: str,
     extra_options: Mapping[str, Any],
@@ -90,5 +90,7 @@ def profile_disk_size(root: Path, name: str) -> int | None:
     if size is None:
         return None
     if not isinstance(size, int) or size <= 0:
-        raise BuildError(f"overlay {name!r}: profiles/{name}.yaml diskSize must be a positive number")
+        raise BuildError(
+            f"overlay {name!r}: profiles/{name}.yaml diskSize must be a positive number"
+        )
     return size

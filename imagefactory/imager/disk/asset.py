@@ -93,10 +93,14 @@ def raw_image(build: Build) -> Path:
             )
         install = None
         if overlay.name:
-            root = build.sources.overlay_tree(build.sources.overlay_entry(build.version, overlay.name))
+            root = build.sources.overlay_tree(
+                build.sources.overlay_entry(build.version, overlay.name)
+            )
 
             def install(disk: Path, prefix: Path) -> None:
-                overlays.install(root, overlay.name, overlay.options, disk=disk, mount_prefix=prefix)
+                overlays.install(
+                    root, overlay.name, overlay.options, disk=disk, mount_prefix=prefix
+                )
 
         spec = DiskSpec(
             version=profile.version,
@@ -137,4 +141,3 @@ def build_image(build: Build, out: Path) -> None:
         out_format=profile.out_format,
         epoch=build.assets().epoch,
     )
-

@@ -116,7 +116,7 @@ def patch_bios(boot_img: bytes, core_img: bytes, bios_lba: int) -> tuple[bytes, 
     return bytes(boot[:MBR_BOOT_CODE]), bytes(core)
 
 
-def sd_boot_tree(  # noqa: PLR0913
+def sd_boot_tree(
     efi: Path,
     *,
     arch: Arch,

@@ -19,8 +19,18 @@ from imagefactory.imager.disk.gpt import guid_from_label
 # What each upstream lts config sets, as Debian 12's mkfs.xfs spells it. Options 6.1 lacks are
 # left at 6.1's default: metadir=0, exchange=0, parent=0 everywhere, so lts_6.18's exchange=1 and
 # parent=1 are the two differences from upstream's BOOT file system.
-_LTS_6_1 = ("-m", "bigtime=1,crc=1,finobt=1,inobtcount=1,reflink=1,rmapbt=0", "-i", "sparse=1,nrext64=0")
-_LTS_6_6 = ("-m", "bigtime=1,crc=1,finobt=1,inobtcount=1,reflink=1,rmapbt=1", "-i", "sparse=1,nrext64=1")
+_LTS_6_1 = (
+    "-m",
+    "bigtime=1,crc=1,finobt=1,inobtcount=1,reflink=1,rmapbt=0",
+    "-i",
+    "sparse=1,nrext64=0",
+)
+_LTS_6_6 = (
+    "-m",
+    "bigtime=1,crc=1,finobt=1,inobtcount=1,reflink=1,rmapbt=1",
+    "-i",
+    "sparse=1,nrext64=1",
+)
 XFS_OPTIONS: dict[str, tuple[str, ...]] = {
     "lts_6.1.conf": _LTS_6_1,
     "lts_6.6.conf": _LTS_6_6,

@@ -78,7 +78,9 @@ def place(
 ) -> tuple[Placed, ...]:
     """Lay partitions end to end from the first MiB boundary after the table (and any skipped LBAs)."""
     if disk_size % sector_size:
-        raise InvalidInput(f"disk size {disk_size} is not a multiple of the {sector_size}-byte sector")
+        raise InvalidInput(
+            f"disk size {disk_size} is not a multiple of the {sector_size}-byte sector"
+        )
     first_usable = 2 + _entries_sectors(sector_size)
     last_usable = disk_size // sector_size - 2 - _entries_sectors(sector_size)
     align = ALIGNMENT // sector_size
@@ -90,9 +92,7 @@ def place(
         lba = -(-lba // align) * align
         entry = Placed(part, lba, sector_size)
         if entry.last_lba > last_usable:
-            raise InvalidInput(
-                f"partition {part.label} does not fit a disk of {disk_size} bytes"
-            )
+            raise InvalidInput(f"partition {part.label} does not fit a disk of {disk_size} bytes")
         placed.append(entry)
         lba = entry.last_lba + 1
     return tuple(placed)

@@ -41,7 +41,9 @@ def _efi(size: int) -> Slot:
 
 
 def _bios(quirks: Quirks) -> Slot:
-    return Slot(Partition("BIOS", BIOS_BOOT, quirks.bios_size, LEGACY_BIOS_BOOTABLE), Filesystem.RAW)
+    return Slot(
+        Partition("BIOS", BIOS_BOOT, quirks.bios_size, LEGACY_BIOS_BOOTABLE), Filesystem.RAW
+    )
 
 
 def _boot(quirks: Quirks) -> Slot:
@@ -54,6 +56,7 @@ def _meta(quirks: Quirks) -> Slot:
 
 def slots(bootloader: Bootloader, quirks: Quirks, disk_size: int) -> tuple[Slot, ...]:
     """The partitions in order; EPHEMERAL (below 1.8) takes what is left up to the backup table."""
+    layout: tuple[Slot, ...]
     if bootloader is Bootloader.GRUB:
         layout = (_efi(quirks.efi_size), _bios(quirks), _boot(quirks), _meta(quirks))
     elif bootloader is Bootloader.SD_BOOT:

@@ -26,7 +26,7 @@ def sparse_copy(src: Path, dst: Path) -> None:
         os.close(fd)
 
 
-def finish(  # noqa: PLR0913
+def finish(
     raw: Path,
     out: Path,
     *,

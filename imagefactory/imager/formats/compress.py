@@ -13,6 +13,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from imagefactory import tools
 from imagefactory.imager.disk.sparse import data_runs
@@ -50,8 +51,11 @@ def pieces(fd: int, size: int) -> Iterator[tuple[Kind, int, int]]:
 
     def emit(kind: Kind, offset: int, length: int) -> Iterator[tuple[Kind, int, int]]:
         nonlocal pending
-        if pending and pending[0] is kind and pending[1] + pending[2] == offset and (
-            kind is Kind.ZEROS or pending[2] + length <= MAX_PIECE
+        if (
+            pending
+            and pending[0] is kind
+            and pending[1] + pending[2] == offset
+            and (kind is Kind.ZEROS or pending[2] + length <= MAX_PIECE)
         ):
             pending = (kind, pending[1], pending[2] + length)
             return
@@ -81,16 +85,16 @@ def compress_file(src: Path, out: Path, out_format: OutFormat) -> None:
         size = os.fstat(fd).st_size
         # Unbuffered: the tool writes through the same file description, at the same offset.
         with out.open("wb", buffering=0) as sink:
-            for kind, offset, length in pieces(fd, size):
-                _write_piece(codec, kind, fd, offset, length, sink)
+            for piece in pieces(fd, size):
+                _write_piece(codec, piece, fd, sink)
             if size == 0:
-                sink.write(codec.stored(b"") or codec.zeros(0))
+                tools.run(codec.argv, stdin=b"", stdout=sink)
     finally:
         os.close(fd)
 
 
-def _write_piece(codec: Codec, kind: Kind, fd: int, offset: int, length: int, sink: object) -> None:
-    assert hasattr(sink, "write")
+def _write_piece(codec: Codec, piece: tuple[Kind, int, int], fd: int, sink: BinaryIO) -> None:
+    kind, offset, length = piece
     if kind is Kind.ZEROS:
         sink.write(codec.zeros(length))
         return
@@ -98,4 +102,4 @@ def _write_piece(codec: Codec, kind: Kind, fd: int, offset: int, length: int, si
     if kind is Kind.STORE:
         sink.write(codec.stored(data))
     else:
-        tools.run(codec.argv, stdin=data, stdout=sink)  # type: ignore[arg-type]
+        tools.run(codec.argv, stdin=data, stdout=sink)
