@@ -65,9 +65,15 @@ class Assets:
         dest_dir = self.builds.root / tree.image_path(schematic_id, version, "")
         built = dest_dir / (canonical + sidecar)
         if not (dest_dir / canonical).is_file():
-            await self.builds.build(
-                Job(schematic_id, schematic_file, version.tag, canonical, dest_dir)
-            )
+            argv = (
+                "asset",
+                "--schematic", str(schematic_file),
+                "--version", version.tag,
+                "--asset", canonical,
+                "--dest", str(dest_dir),
+            )  # fmt: skip
+            key = ("asset", schematic_id, version.tag, canonical)
+            await self.builds.build(Job(key, canonical, argv, dest_dir / canonical))
         if sidecar and sidecar not in BUILT_SIDECARS and not built.is_file():
             raise InvalidInput(f"{name}: signatures come with the published tree only")
         return built

@@ -119,24 +119,23 @@ def run_process(
 
 @dataclass(frozen=True)
 class Job:
-    schematic_id: str
-    schematic_file: Path
-    version: str
-    asset: str
-    dest_dir: Path
+    """One worker run: `python -m server.worker <argv>`, once per key however many wait.
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.schematic_id, self.version, self.asset)
+    `output`, when given, is the file whose presence means the work is done (an asset).
+    """
 
-    @property
-    def output(self) -> Path:
-        return self.dest_dir / self.asset
+    key: tuple[str, ...]
+    label: str
+    argv: tuple[str, ...]
+    output: Path | None = None
+
+
+Report = dict[str, object]
 
 
 @dataclass
 class _Flight:
-    waiters: list[defer.Deferred[Path]] = field(default_factory=list)
+    waiters: list[defer.Deferred[Report]] = field(default_factory=list)
 
 
 class Builds(service.Service):
@@ -149,7 +148,7 @@ class Builds(service.Service):
         self.external_url = external_url
         self.root = config.store / "ondemand"
         self._slots = defer.DeferredSemaphore(self.settings.build_concurrency)
-        self._flights: dict[tuple[str, str, str], _Flight] = {}
+        self._flights: dict[tuple[str, ...], _Flight] = {}
         self._running: set[_Collector] = set()
 
     def startService(self) -> None:
@@ -176,8 +175,8 @@ class Builds(service.Service):
             collector.stop(signal.SIGKILL)
         self._remove_leftovers()
 
-    def build(self, job: Job) -> defer.Deferred[Path]:
-        """A Deferred for job's output: the flight already under way for it, or a new one.
+    def build(self, job: Job) -> defer.Deferred[Report]:
+        """A Deferred for the job's report: the flight already under way for it, or a new one.
 
         Cancelling the returned Deferred (a client gone) leaves the build to the others.
         """
@@ -189,16 +188,16 @@ class Builds(service.Service):
             flight = self._flights[job.key] = _Flight()
             defer.Deferred.fromCoroutine(self._fly(job, flight))
 
-        def forget(d: defer.Deferred[Path]) -> None:
+        def forget(d: defer.Deferred[Report]) -> None:
             if d in flight.waiters:
                 flight.waiters.remove(d)
 
-        waiter: defer.Deferred[Path] = defer.Deferred(forget)
+        waiter: defer.Deferred[Report] = defer.Deferred(forget)
         flight.waiters.append(waiter)
         return waiter
 
     async def _fly(self, job: Job, flight: _Flight) -> None:
-        outcome: Path | Failure
+        outcome: Report | Failure
         try:
             outcome = await self._run(job)
         except Exception:
@@ -218,20 +217,17 @@ class Builds(service.Service):
         self.metrics.set("imagefactory_builds_in_flight", len(self._running))
         self.metrics.set("imagefactory_builds_queued", len(self._flights) - len(self._running))
 
-    async def _run(self, job: Job) -> Path:
+    async def _run(self, job: Job) -> Report:
         self._gauges()
         await self._slots.acquire()
         try:
-            if job.output.is_file():  # built while this one waited for a slot
-                return job.output
+            if job.output is not None and job.output.is_file():  # made while this one waited
+                return {"status": 200}
             argv = [
                 sys.executable, "-m", "server.worker",
                 "--config", str(self.config.path),
-                "--schematic", str(job.schematic_file),
-                "--version", job.version,
-                "--asset", job.asset,
-                "--dest", str(job.dest_dir),
                 "--external-url", self.external_url,
+                *job.argv,
             ]  # fmt: skip
             self.metrics.add("imagefactory_builds_started_total")
             done = run_process(argv, self.settings.build_timeout, self._running)
@@ -241,35 +237,36 @@ class Builds(service.Service):
             self._slots.release()
         self.metrics.add("imagefactory_build_seconds_total", result.seconds)
         try:
-            path = self._outcome(job, result)
+            report = self._outcome(job, result)
         except FactoryError as exc:
             self.metrics.add("imagefactory_builds_failed_total", reason=type(exc).__name__)
             log.warn("build {key} failed: {error}", key="/".join(job.key), error=exc)
             raise
         self.metrics.add("imagefactory_builds_succeeded_total")
-        return path
+        return report
 
-    def _outcome(self, job: Job, result: ProcessResult) -> Path:
+    def _outcome(self, job: Job, result: ProcessResult) -> Report:
         if result.timed_out:
             raise Unavailable(
-                f"build of {job.asset} did not finish within {self.settings.build_timeout:g} s",
+                f"build of {job.label} did not finish within {self.settings.build_timeout:g} s",
                 RETRY_AFTER,
             )
         if result.signal is not None:
             raise Unavailable(
-                f"build of {job.asset} was stopped (signal {result.signal}); try again",
+                f"build of {job.label} was stopped (signal {result.signal}); try again",
                 RETRY_AFTER,
             )
         report = _last_json_line(result.stdout)
         status = report.get("status")
-        if result.exit_code == 0 and status == 200 and job.output.is_file():
-            return job.output
+        done = job.output is None or job.output.is_file()
+        if result.exit_code == 0 and status == 200 and done:
+            return report
         message = str(report.get("error") or _tail(result.stderr) or "build failed")
         if status == 400:
             raise InvalidInput(message)
         if status == 404:
             raise NotFound(message)
-        raise BuildError(f"build of {job.asset} failed: {message}")
+        raise BuildError(f"build of {job.label} failed: {message}")
 
 
 def _last_json_line(stdout: bytes) -> dict[str, object]:

@@ -1,5 +1,8 @@
-"""The /v2 registry frontend for installer pulls: upstream's route grammar, answered from the
-published tree's read-only `v2/` (manifests by tag or digest, blobs by digest).
+"""The /v2 registry frontend for installer pulls, with upstream's route grammar.
+
+With a `registry:` configured, a tag is resolved by a worker process (the installer pushed, signed
+and verified there, built first if missing or unverifiable) and answered 307 to the registry by
+digest; without one, manifests and blobs come from the published tree's read-only `v2/`.
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ import json
 import re
 from pathlib import Path
 
-from imagefactory.errors import InvalidInput, NotFound
+from imagefactory.errors import BuildError, InvalidInput, NotFound
 from imagefactory.platforms import get_platform
-from server.assets import Assets
+from server.assets import Assets, parse_version
+from server.builds import Builds, Job
 from server.catalog import Catalog
 from server.schematics import Schematics
-from server.web import FileResponse, Response
+from server.web import FileResponse, Redirect, Response
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
@@ -22,26 +26,32 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 API_HEADERS = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
-def check_image(image: str) -> None:
-    """installer, installer-secureboot, <platform>-installer[-secureboot]; else upstream's 400."""
+def image_parts(image: str) -> tuple[str | None, bool]:
+    """installer, installer-secureboot, <platform>-installer[-secureboot] -> (platform, secure
+    boot); anything else is upstream's 400."""
+    secureboot = image.endswith("-secureboot")
     base = image.removesuffix("-secureboot")
     if base == "installer":
-        return
+        return None, secureboot
     platform, sep, rest = base.rpartition("-")
     if sep and rest == "installer":
         try:
-            get_platform(platform)
-            return
+            return get_platform(platform).name, secureboot
         except InvalidInput:
             pass
     raise InvalidInput(f"invalid image: {image}")
 
 
 class Registry:
-    def __init__(self, assets: Assets, schematics: Schematics, catalog: Catalog) -> None:
+    def __init__(
+        self, assets: Assets, schematics: Schematics, catalog: Catalog, builds: Builds
+    ) -> None:
         self.assets = assets
         self.schematics = schematics
         self.catalog = catalog
+        self.builds = builds
+        # Installer digests whose signature a worker verified (or which it pushed and signed).
+        self._verified: dict[tuple[str, str, str], str] = {}
 
     def ping(self) -> Response:
         return Response(b"", headers=dict(API_HEADERS))
@@ -51,7 +61,7 @@ class Registry:
         if len(parts) != 4 or parts[2] not in {"manifests", "blobs"}:
             raise NotFound(f'unknown registry path: "{path}"')
         image, schematic_id, kind, reference = parts
-        check_image(image)
+        image_parts(image)
         self.schematics.find(schematic_id)
         if reference == "latest" and kind == "manifests":
             stable = [v for v in self.catalog.versions() if not v.is_prerelease]
@@ -62,8 +72,10 @@ class Registry:
             raise InvalidInput(f"invalid reference: {reference}")
         return image, schematic_id, kind, reference
 
-    def resolve(self, path: str) -> Response | FileResponse:
+    async def resolve(self, path: str) -> Response | FileResponse:
         image, schematic_id, kind, reference = self._target(path)
+        if self.assets.config.registry is not None:
+            raise Redirect(await self._in_registry(image, schematic_id, kind, reference))
         relative = f"v2/{image}/{schematic_id}/{kind}/{reference}"
         found = self.assets.public_file(relative)
         if found is None:
@@ -72,6 +84,38 @@ class Registry:
             headers = {**API_HEADERS, "Docker-Content-Digest": reference}
             return FileResponse(found, "application/octet-stream", headers=headers)
         return self._manifest(found)
+
+    async def _in_registry(self, image: str, schematic_id: str, kind: str, reference: str) -> str:
+        """The registry URL to redirect to: by digest, the installer made and signed first."""
+        push = self.assets.config.registry
+        assert push is not None
+        repository = push.repository(f"{image}/{schematic_id}")
+        base = f"{'http' if push.insecure else 'https'}://{push.host}/v2/{repository}"
+        if kind == "blobs" or not reference.startswith("v"):
+            return f"{base}/{kind}/{reference}"
+        version = parse_version(reference)
+        self.catalog.check(version)
+        key = (image, schematic_id, version.tag)
+        digest = self._verified.get(key)
+        if digest is None:
+            _, schematic_file = self.schematics.find(schematic_id)
+            platform, secureboot = image_parts(image)
+            argv = [
+                "installer",
+                "--schematic", str(schematic_file),
+                "--version", version.tag,
+            ]  # fmt: skip
+            if platform is not None:
+                argv += ["--platform", platform]
+            if secureboot:
+                argv.append("--secureboot")
+            job = Job(("installer", *key), f"{image}:{version.tag}", tuple(argv))
+            report = await self.builds.build(job)
+            digest = str(report.get("digest", ""))
+            if not DIGEST.fullmatch(digest):
+                raise BuildError(f"{image}:{version.tag}: the worker reported no digest")
+            self._verified[key] = digest
+        return f"{base}/manifests/{digest}"
 
     def _manifest(self, path: Path) -> Response:
         data = path.read_bytes()  # manifests are small JSON documents

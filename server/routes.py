@@ -136,7 +136,7 @@ class Api:
 
     async def registry_path(self, request: FactoryRequest, path: str) -> Response | FileResponse:
         # containerd adds ?ns=<host> when a mirror points here; the path alone decides.
-        return self.registry.resolve(path)
+        return await self.registry.resolve(path)
 
 
 def routes(api: Api) -> list[Route]:

@@ -15,6 +15,7 @@ from imagefactory.config import Config
 from imagefactory.errors import InvalidInput, NotFound
 from imagefactory.files import write_atomic
 from imagefactory.schematic import Schematic, parse_schematic
+from imagefactory.schematic_dir import scan
 from imagefactory.yamlload import MAX_BYTES
 
 SCHEMATIC_ID = re.compile(r"[0-9a-f]{64}")
@@ -70,7 +71,7 @@ class Schematics:
         return schematic, path
 
     def _committed_index(self) -> dict[str, Path]:
-        """ID -> file of the config's schematics directory, re-read when the directory changes."""
+        """ID -> file of the config's schematics directory, re-scanned when the directory changes."""
         directory = self.config.schematics
         try:
             st = directory.stat()
@@ -78,12 +79,7 @@ class Schematics:
             return {}
         stamp = (st.st_mtime, st.st_ino)
         if stamp != self._committed_stamp:
-            index = {}
-            for path in sorted(directory.glob("*.y*ml")):
-                try:
-                    data = path.read_bytes()[: MAX_BYTES + 1]
-                    index[parse_schematic(data, source=str(path)).id] = path
-                except (InvalidInput, OSError):
-                    continue  # the pipeline reports bad files; the server serves the good ones
-            self._committed, self._committed_stamp = index, stamp
+            found = scan(directory, self.config.store / "schematic-index")
+            self._committed = {sid: entry.path for sid, entry in found.by_id.items()}
+            self._committed_stamp = stamp
         return self._committed

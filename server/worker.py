@@ -1,9 +1,13 @@
-"""The build process the server spawns: the same build code as `imagefactory build`, plus sidecars.
+"""The processes the server spawns: the same build code as `imagefactory build` and
+`imagefactory push-installer`, never run on the reactor thread.
 
-`python -m server.worker --config C --schematic FILE --version V --asset A --dest DIR` builds the
-asset into the store, then places DIR/A with its `.sha256` and `.sha512` beside it: all written to
-a temporary directory first, sidecars renamed into place before the asset, so a reader that finds
-the asset finds it whole. The last line on stdout is JSON: {"status": 200} or {"status", "error"}.
+`python -m server.worker --config C asset --schematic FILE --version V --asset A --dest DIR` builds
+the asset into the store, then places DIR/A with its `.sha256` and `.sha512` beside it: all written
+to a temporary directory first, sidecars renamed into place before the asset, so a reader that
+finds the asset finds it whole. `... installer --schematic FILE --version V [--platform P]
+[--secureboot]` answers the digest of the signed installer in the configured registry, building,
+pushing and signing it unless one whose signature verifies is there. The last line on stdout is
+JSON: {"status": 200, ...} or {"status", "error"}.
 """
 
 from __future__ import annotations
@@ -25,8 +29,14 @@ from imagefactory import tree
 from imagefactory.build import build_asset
 from imagefactory.cli import one_line
 from imagefactory.commands import read_schematic
-from imagefactory.config import load_config
-from imagefactory.errors import FactoryError, InvalidInput
+from imagefactory.config import Config, load_config
+from imagefactory.errors import FactoryError, InvalidInput, NotFound
+from imagefactory.imager.installer import image_name, push_installer
+from imagefactory.oci.credentials import registry_credentials
+from imagefactory.oci.registry import RegistryTarget
+from imagefactory.schematic import Schematic
+from imagefactory.signing.keys import load_private_key
+from imagefactory.signing.policy import SignatureError, Verifier
 from imagefactory.versions import TalosVersion
 
 # ".sha256" -> hashlib's "sha256": the suffixes are declared once, in tree.
@@ -76,15 +86,61 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> int:
+def installer_digest(
+    config: Config,
+    schematic: Schematic,
+    version: TalosVersion,
+    platform: str | None,
+    secureboot: bool,
+) -> str:
+    """The digest of the tagged installer in the registry if its signature verifies, else a new push."""
+    registry = config.registry
+    if registry is None or registry.signing_key is None:
+        raise InvalidInput("no registry with a signing key is configured")
+    repository = registry.repository(f"{image_name(platform, secureboot)}/{schematic.id}")
+    username, password = registry.username, registry.password()
+    if username is None:
+        username, password = registry_credentials(registry.host) or (None, None)
+    target = RegistryTarget(
+        registry.host, insecure=registry.insecure, username=username, password=password
+    )
+    try:
+        try:
+            digest = target.resolve(repository, version.tag).digest
+            verifier = Verifier.with_public_key(load_private_key(registry.signing_key).public_key())
+            verifier.verify(target, repository, digest, f"{registry.host}/{repository}")
+            return digest
+        except (NotFound, SignatureError) as exc:
+            # Missing, or a signature that does not verify: build and push again, never serve it.
+            print(f"rebuilding {repository}:{version.tag}: {one_line(str(exc))}", file=sys.stderr)
+        pushed = push_installer(
+            config, schematic, version, platform=platform, secureboot=secureboot, target=target
+        )
+        return pushed.digest
+    finally:
+        target.close()
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="server.worker")
     parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--schematic", required=True)
-    parser.add_argument("--version", required=True)
-    parser.add_argument("--asset", required=True)
-    parser.add_argument("--dest", required=True, type=Path)
     parser.add_argument("--external-url")
-    args = parser.parse_args(argv)
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    asset = kinds.add_parser("asset")
+    asset.add_argument("--schematic", required=True)
+    asset.add_argument("--version", required=True)
+    asset.add_argument("--asset", required=True)
+    asset.add_argument("--dest", required=True, type=Path)
+    installer = kinds.add_parser("installer")
+    installer.add_argument("--schematic", required=True)
+    installer.add_argument("--version", required=True)
+    installer.add_argument("--platform")
+    installer.add_argument("--secureboot", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
     # Its own process group: the server stops the build and every tool it started at once.
     os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, _terminate)
@@ -93,9 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.external_url:
             config = dataclasses.replace(config, external_url=args.external_url)
         schematic = read_schematic(args.schematic)
-        built = build_asset(config, schematic, TalosVersion.parse(args.version), args.asset)
-        place(built, args.dest, args.asset)
+        version = TalosVersion.parse(args.version)
         result: dict[str, object] = {"status": 200}
+        if args.kind == "asset":
+            place(build_asset(config, schematic, version, args.asset), args.dest, args.asset)
+        else:
+            result["digest"] = installer_digest(
+                config, schematic, version, args.platform, args.secureboot
+            )
         code = 0
     except FactoryError as exc:
         result = {"status": exc.http_status, "error": one_line(str(exc))}
