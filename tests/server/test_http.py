@@ -16,6 +16,7 @@ import requests
 from serving import VANILLA, Served, curl, post_schematic
 
 from imagefactory import tree
+from imagefactory.schematic import parse_schematic
 from imagefactory.signing.keys import generate_key, public_key_pem, save_private_key
 
 EXTENSIONS = """\
@@ -220,3 +221,18 @@ def test_signing_key_is_the_public_half(
     assert got.status_code == 200
     assert got.headers["Content-Type"] == "application/x-pem-file"
     assert got.content == public_key_pem(key)
+
+
+def test_committed_schematics_are_found(served: Served) -> None:
+    directory = served.config.parent / "schematics"
+    directory.mkdir(exist_ok=True)
+    (directory / "broken.yaml").write_text("customization: {nope: 1}\n")
+    text = "customization:\n  extraKernelArgs:\n    - committed=1\n"
+    (directory / "committed.yaml").write_text(text)
+    schematic_id = parse_schematic(text.encode()).id
+    got = served.get(f"/schematics/{schematic_id}")
+    assert got.status_code == 200
+    assert got.content == b"customization:\n    extraKernelArgs:\n        - committed=1\n"
+    assert served.get(f"/image/{schematic_id}/v1.11.5/cmdline-metal-amd64").text.endswith(
+        "committed=1"
+    )
