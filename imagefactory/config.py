@@ -17,11 +17,12 @@ import jsonschema
 import yaml
 
 from imagefactory.errors import InvalidInput
+from imagefactory.files import read_bounded
 from imagefactory.signing.identity import DEFAULT_ISSUER, DEFAULT_SUBJECT_REGEXP
+from imagefactory.yamlload import YamlPath, limits, load_plain
 
 # Shipped inside the package (workflow/schemas links to it for Snakemake's validate).
 SCHEMA_RESOURCE = ("imagefactory.schemas", "config.schema.yaml")
-MAX_CONFIG_BYTES = 1 << 20
 LOCK_FILE_NAME = "sources.lock.json"
 LAYOUT_PREFIX = "oci-layout:"
 
@@ -155,6 +156,38 @@ class ServerSettings:
     stalled_timeout: float = 60.0
 
 
+# Asset kinds a target row may name; `default` is all of them (disk: the platform's own format).
+TARGET_KINDS = ("kernel", "initramfs", "cmdline", "uki", "iso", "disk", "installer", "pxe")
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    """One platform of the target matrix: its arches and which asset kinds (or `all` upstream offers)."""
+
+    platform: str
+    archs: tuple[str, ...] = ("amd64", "arm64")
+    assets: str | tuple[str, ...] = "default"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What the pipeline builds for every schematic (`targets:`)."""
+
+    versions: tuple[str, ...] = ()  # empty: every locked version
+    secureboot: bool | None = None  # None: when Secure Boot keys are configured
+    rows: tuple[TargetRow, ...] = (TargetRow("metal"),)
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """How published files are signed, and what goes to the registry (`publish:`)."""
+
+    signing_key: Path | None = None
+    cache: bool = True
+    cache_repository: str = "image-factory/cache"
+    installers: bool = True
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path
@@ -167,10 +200,19 @@ class Config:
     secureboot: SecureBootKeys | None = None
     server: ServerSettings = ServerSettings()
     registry: PushRegistry | None = None
+    targets: Targets = Targets()
+    publish: PublishSettings = PublishSettings()
 
     @property
     def lock_path(self) -> Path:
         return self.path.parent / LOCK_FILE_NAME
+
+    @property
+    def publish_signing_key(self) -> Path | None:
+        """The key that signs published files: publish.signingKeyPath, else the registry's."""
+        if self.publish.signing_key is not None:
+            return self.publish.signing_key
+        return self.registry.signing_key if self.registry is not None else None
 
 
 @cache
@@ -180,43 +222,12 @@ def _schema() -> dict[str, Any]:
     return loaded
 
 
-YamlPath = tuple[str | int, ...]
-
-
-def _to_python(node: yaml.Node, marks: dict[YamlPath, int], path: YamlPath) -> Any:
-    """Turn a composed YAML node into plain data, remembering the line of every path."""
-    marks.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in result:
-                line = key_node.start_mark.line + 1
-                raise yaml.MarkedYAMLError(problem=f"line {line}: duplicate key {key!r}")
-            marks[(*path, key)] = key_node.start_mark.line + 1
-            result[key] = _to_python(value_node, marks, (*path, key))
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, marks, (*path, i)) for i, item in enumerate(node.value)]
-    return yaml.constructor.SafeConstructor().construct_object(node, deep=True)
-
-
 def _load_with_lines(path: Path) -> tuple[Any, dict[YamlPath, int]]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read config: {exc.strerror}") from exc
-    if len(data) > MAX_CONFIG_BYTES:
-        raise InvalidInput(f"{path}: config is larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        node = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
-        if node is None:
-            raise InvalidInput(f"{path}: config is empty")
-        marks: dict[YamlPath, int] = {}
-        return _to_python(node, marks, ()), marks
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        message = " ".join(str(exc).split())
-        raise InvalidInput(f"{path}: not valid YAML: {message}") from exc
+    """The config as plain data and the line of every path, through the bounded YAML reader."""
+    max_bytes = limits().config_bytes
+    return load_plain(
+        read_bounded(path, max_bytes, "config"), str(path), max_bytes=max_bytes, what="config"
+    )
 
 
 def _line_of(marks: Mapping[YamlPath, int], path: YamlPath) -> int:
@@ -238,6 +249,25 @@ def validate(raw: Any, marks: Mapping[YamlPath, int], source: Path) -> None:
             message = "unknown field"
         field = ".".join(str(p) for p in where) or "(top level)"
         raise InvalidInput(f"{source}: line {_line_of(marks, where)}: {field}: {message}")
+
+
+def _source_registry(value: str, base: Path, where: str) -> str:
+    """`oci-layout:PATH` (relative to the config, never the working directory) or `host[:port]`."""
+    # The OCI package is heavy to import; only a config being checked pays for it.
+    from imagefactory.oci.model import HOST_RE  # noqa: PLC0415
+
+    if value.startswith(LAYOUT_PREFIX):
+        layout = value[len(LAYOUT_PREFIX) :]
+        if not layout:
+            raise InvalidInput(f"{where}: sources.registry: oci-layout: needs a path")
+        return LAYOUT_PREFIX + str(_path(base, layout))
+    if not HOST_RE.match(value):
+        shown = value if len(value) <= 80 else f"{value[:80]}..."
+        raise InvalidInput(
+            f"{where}: sources.registry: want host[:port] (no scheme or path) or "
+            f"oci-layout:PATH, not {shown!r}"
+        )
+    return value
 
 
 def _path(base: Path, value: str) -> Path:
@@ -284,6 +314,34 @@ def _push_registry(raw: Mapping[str, Any] | None, base: Path) -> PushRegistry | 
     )
 
 
+def _targets(raw: Mapping[str, Any]) -> Targets:
+    rows = tuple(
+        TargetRow(
+            platform=row["platform"],
+            archs=tuple(row.get("archs", TargetRow.archs)),
+            assets=row["assets"]
+            if isinstance(row.get("assets"), str)
+            else tuple(row.get("assets", ())) or TargetRow.assets,
+        )
+        for row in raw.get("platforms", ())
+    )
+    return Targets(
+        versions=tuple(raw.get("versions", ())),
+        secureboot=raw.get("secureBoot"),
+        rows=rows or Targets.rows,
+    )
+
+
+def _publish(raw: Mapping[str, Any], base: Path) -> PublishSettings:
+    key = raw.get("signingKeyPath")
+    return PublishSettings(
+        signing_key=_path(base, key) if key else None,
+        cache=bool(raw.get("cache", True)),
+        cache_repository=raw.get("cacheRepository", PublishSettings.cache_repository).strip("/"),
+        installers=bool(raw.get("installers", True)),
+    )
+
+
 def load_config(path: Path | str) -> Config:
     """Read, validate and resolve a config file; relative paths are relative to its directory."""
     path = Path(path).resolve()
@@ -291,9 +349,9 @@ def load_config(path: Path | str) -> Config:
     validate(raw, marks, path)
     base = path.parent
     src = raw["sources"]
-    registry = src["registry"]
-    if registry.startswith(LAYOUT_PREFIX):
-        registry = LAYOUT_PREFIX + str(_path(base, registry[len(LAYOUT_PREFIX) :]))
+    registry = _source_registry(
+        src["registry"], base, f"{path}: line {_line_of(marks, ('sources', 'registry'))}"
+    )
     verify_raw = src["verify"]
     keyless_raw = verify_raw.get("keyless")
     keyless = None
@@ -357,4 +415,6 @@ def load_config(path: Path | str) -> Config:
         secureboot=secureboot,
         server=_server(raw.get("server", {}), base),
         registry=_push_registry(raw.get("registry"), base),
+        targets=_targets(raw.get("targets", {})),
+        publish=_publish(raw.get("publish", {}), base),
     )

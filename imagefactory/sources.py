@@ -5,12 +5,17 @@ Nothing reaches the lock unless its cosign signature verified; `lock --check` co
 
 from __future__ import annotations
 
+import functools
 import json
 import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import jsonschema
+import yaml
 
 from imagefactory.catalogs import (
     ExtensionEntry,
@@ -20,7 +25,7 @@ from imagefactory.catalogs import (
 )
 from imagefactory.config import LAYOUT_PREFIX, Config
 from imagefactory.errors import BuildError, InvalidInput, NotFound
-from imagefactory.files import write_atomic
+from imagefactory.files import read_bounded, shown, write_atomic
 from imagefactory.imager.extensions import Manifest, parse_manifest
 from imagefactory.oci import open_target
 from imagefactory.oci.pull import pull_image
@@ -29,6 +34,7 @@ from imagefactory.quirks import quirks_for
 from imagefactory.signing.keys import key_id, load_public_key
 from imagefactory.signing.policy import Verifier
 from imagefactory.versions import TalosVersion
+from imagefactory.yamlload import limits
 
 LOCK_FORMAT = 1
 CATALOG_ARCH = "amd64"
@@ -288,16 +294,33 @@ def write_lock(config: Config, lock: Mapping[str, Any]) -> Path:
     return path
 
 
+@functools.cache
+def _lock_schema() -> dict[str, Any]:
+    text = resources.files("imagefactory.schemas").joinpath("lock.schema.yaml").read_text()
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
 def read_lock(config: Config) -> dict[str, Any]:
+    """The lock beside the config: a bounded regular file whose shape is checked before any use."""
     path = config.lock_path
+    if not path.exists() and not path.is_symlink():
+        raise InvalidInput(f"{path}: no lock file; run `imagefactory lock` first")
+    data = read_bounded(path, limits().lock_bytes, "lock")
     try:
-        lock: dict[str, Any] = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise InvalidInput(f"{path}: no lock file; run `imagefactory lock` first") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{path}: not valid JSON: {exc}") from exc
-    if lock.get("lockFormat") != LOCK_FORMAT:
-        raise InvalidInput(f"{path}: unknown lock format {lock.get('lockFormat')!r}")
+        lock = json.loads(data)
+    except RecursionError:
+        raise InvalidInput(f"{path}: lock is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int too large
+        raise InvalidInput(f"{path}: not valid JSON: {shown(exc)}") from None
+    if not isinstance(lock, dict) or lock.get("lockFormat") != LOCK_FORMAT:
+        found = lock.get("lockFormat") if isinstance(lock, dict) else type(lock).__name__
+        raise InvalidInput(f"{path}: unknown lock format {shown(repr(found), 60)}")
+    validator = jsonschema.Draft202012Validator(_lock_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(lock))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise InvalidInput(f"{path}: {shown(where, 120)}: {shown(error.message, 200)}")
     return lock
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from imagefactory.errors import InvalidInput
 
-_NUMBER = r"0|[1-9][0-9]*"
+# Nine digits at most: a version number is never larger, and Python refuses to int() 4300 digits.
+_NUMBER = r"0|[1-9][0-9]{0,8}"
 _IDENT = r"0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*"
 _SEMVER = re.compile(
     rf"v?(?P<major>{_NUMBER})\.(?P<minor>{_NUMBER})\.(?P<patch>{_NUMBER})"
@@ -29,10 +30,11 @@ class TalosVersion:
 
     @classmethod
     def parse(cls, text: str) -> TalosVersion:
-        match = _SEMVER.fullmatch(text)
+        match = _SEMVER.fullmatch(text) if len(text) <= 128 else None
         if match is None:
+            shown = text if len(text) <= 64 else f"{text[:64]}..."
             raise InvalidInput(
-                f"invalid Talos version {text!r}: expected MAJOR.MINOR.PATCH[-PRERELEASE], "
+                f"invalid Talos version {shown!r}: expected MAJOR.MINOR.PATCH[-PRERELEASE], "
                 "optionally with a leading 'v' (e.g. v1.10.0 or 1.11.0-beta.1)"
             )
         pre = match.group("pre")

@@ -138,7 +138,7 @@ def compose_first_document(
         line = mark.line + 1 if mark is not None else 0
         raise _fail(source, line, str(exc.problem or exc.context)) from None
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{source}: yaml: {exc}") from None
+        raise InvalidInput(f"{source}: yaml: {' '.join(str(exc).split())}") from None
     finally:
         parser.dispose()
     if root is None:
@@ -588,3 +588,92 @@ def _merge_dict(into: dict[str, Any], extra: Any) -> None:
     if isinstance(extra, dict):
         for key, value in extra.items():
             into.setdefault(key, value)
+
+
+# ---- plain data (configs) ------------------------------------------------------------------------
+
+YamlPath = tuple[str | int, ...]
+_RESOLVER: Any = yaml.resolver.Resolver()
+_SAFE = yaml.constructor.SafeConstructor()
+
+
+class _PlainLoader:
+    """A composed document as plain Python data with YAML 1.1 scalars (PyYAML's safe_load), the
+    line of every path, and the schematic's bounds on depth and on what aliases add."""
+
+    def __init__(self, source: str, max_produced: int) -> None:
+        self.source = source
+        self.max_produced = max_produced
+        self.produced = 0
+        self.max_depth = limits().depth
+        self.marks: dict[YamlPath, int] = {}
+        self.expanding: set[int] = set()
+
+    def fail(self, node: Node, message: str) -> InvalidInput:
+        return _fail(self.source, node.line, message)
+
+    def value(self, node: Node, path: YamlPath, aliased: bool) -> Any:
+        if len(path) > self.max_depth:
+            raise self.fail(node, f"nesting deeper than {self.max_depth} levels")
+        if node.kind == ALIAS:
+            target = node.alias
+            if target is None or id(target) in self.expanding:
+                raise self.fail(node, f"anchor '{node.value}' value contains itself")
+            self.expanding.add(id(target))
+            try:
+                return self.value(target, path, True)
+            finally:
+                self.expanding.discard(id(target))
+        self.marks.setdefault(path, node.line)
+        if aliased:
+            self.produced += 1 + len(node.value.encode("utf-8", "surrogateescape"))
+            if self.produced > self.max_produced:
+                raise self.fail(
+                    node, f"aliases expand the document beyond {self.max_produced} bytes"
+                )
+        if node.kind == SCALAR:
+            return self.scalar(node)
+        if node.kind == SEQUENCE:
+            return [self.value(item, (*path, i), aliased) for i, item in enumerate(node.children)]
+        result: dict[str, Any] = {}
+        pairs = node.children
+        for i in range(0, len(pairs), 2):
+            key_node = pairs[i].alias if pairs[i].kind == ALIAS else pairs[i]
+            if key_node is None or key_node.kind != SCALAR:
+                raise self.fail(
+                    pairs[i], "a mapping key must be a scalar, not a mapping or sequence"
+                )
+            key = key_node.value
+            if key in result:
+                raise self.fail(pairs[i], f"duplicate key {go_quote(key)}")
+            self.marks[(*path, key)] = pairs[i].line
+            result[key] = self.value(pairs[i + 1], (*path, key), aliased)
+        return result
+
+    def scalar(self, node: Node) -> Any:
+        if node.tag.startswith("!!"):
+            tag = "tag:yaml.org,2002:" + node.tag[2:]
+        elif node.tag:
+            tag = node.tag
+        else:
+            implicit = (node.style == "", node.style != "")
+            tag = _RESOLVER.resolve(yaml.ScalarNode, node.value, implicit)
+        construct = yaml.constructor.SafeConstructor.yaml_constructors.get(tag)
+        if construct is None or tag == "tag:yaml.org,2002:merge":
+            raise self.fail(node, f"unknown tag {go_quote(node.tag or tag)}")
+        scalar = yaml.ScalarNode(tag, node.value, style=node.style or None)
+        try:
+            return construct(_SAFE, scalar)
+        except (yaml.YAMLError, ValueError, OverflowError, TypeError) as exc:
+            shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+            kind = tag.rsplit(":", 1)[-1]
+            raise self.fail(node, f"cannot read {go_quote(shown)} as {kind}: {exc}") from None
+
+
+def load_plain(
+    data: bytes, source: str, *, max_bytes: int, what: str
+) -> tuple[Any, dict[YamlPath, int]]:
+    """The first document of `data` as plain data with the line of each path (config files)."""
+    root = compose_first_document(data, source, max_bytes=max_bytes, what=what)
+    loader = _PlainLoader(source, max_bytes)
+    return loader.value(root, (), False), loader.marks
