@@ -180,7 +180,7 @@ def test_conversions_check_and_read_back(
     if disk_format is DiskFormat.QCOW2:
         subprocess.run(["qemu-img", "check", str(outs[0])], check=True, capture_output=True)
         info = subprocess.run(
-            ["qemu-img", "info", str(outs[0])], capture_output=True, text=True
+            ["qemu-img", "info", str(outs[0])], check=True, capture_output=True, text=True
         ).stdout
         assert "cluster_size: 8192" in info
     back = tmp_path / "back.raw"
