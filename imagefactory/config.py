@@ -189,6 +189,15 @@ class PublishSettings:
 
 
 @dataclass(frozen=True)
+class SiteSettings:
+    """The static web UI (`site:`): which schematics it lists, where unbuilt links go."""
+
+    public_schematics: tuple[str, ...] = ()  # file labels or IDs
+    server_url: str | None = None
+    registry_host: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     sources: Sources
@@ -202,6 +211,7 @@ class Config:
     registry: PushRegistry | None = None
     targets: Targets = Targets()
     publish: PublishSettings = PublishSettings()
+    site: SiteSettings = SiteSettings()
 
     @property
     def lock_path(self) -> Path:
@@ -417,4 +427,9 @@ def load_config(path: Path | str) -> Config:
         registry=_push_registry(raw.get("registry"), base),
         targets=_targets(raw.get("targets", {})),
         publish=_publish(raw.get("publish", {}), base),
+        site=SiteSettings(
+            public_schematics=tuple(raw.get("site", {}).get("publicSchematics", ())),
+            server_url=raw.get("site", {}).get("serverURL"),
+            registry_host=raw.get("site", {}).get("registryHost"),
+        ),
     )
