@@ -27,6 +27,12 @@ COMMAND_MODULES = {
     "build": "imagefactory.commands.build_cmd",
     "push-installer": "imagefactory.commands.installer_cmd",
     "serve": "imagefactory.commands.serve_cmd",
+    "site": "imagefactory.commands.site_cmd",
+    "validate": "imagefactory.commands.validate_cmd",
+    "pipeline": "imagefactory.commands.pipeline_cmd",
+    "generations": "imagefactory.commands.generations_cmd",
+    "rollback": "imagefactory.commands.generations_cmd",
+    "gc": "imagefactory.commands.generations_cmd",
 }
 
 
