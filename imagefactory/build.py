@@ -9,14 +9,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagefactory import __version__, cmdline
+from imagefactory import __version__, cmdline, tools
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.imager import pcr
@@ -30,9 +29,10 @@ from imagefactory.imager.overlay import get_options
 from imagefactory.imager.pesign import SecureBootSigner, sign
 from imagefactory.imager.uki import build_uki
 from imagefactory.imager.virtual import virtual_extensions
-from imagefactory.inputs import BootAssets, LockedSources, locked
+from imagefactory.inputs import BootAssets, LockedSources
 from imagefactory.profile import EnrollKeys, OutputKind, Profile, resolve
 from imagefactory.schematic import Bootloader, Schematic
+from imagefactory.store import install_output, locked, scratch, verified_output
 from imagefactory.versions import TalosVersion
 
 # Bump when a builder changes what it writes for the same inputs.
@@ -51,12 +51,9 @@ def _key(parts: Mapping[str, Any]) -> str:
 
 @contextmanager
 def _scratch(parent: Path) -> Iterator[Path]:
-    parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=parent, prefix=".work-"))
-    try:
+    """A flock-held scratch directory; its tools keep their temporary files in it."""
+    with scratch(parent, ".work-") as work, tools.temporary_files(work / ".tmp"):
         yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass
@@ -78,8 +75,11 @@ class Build:
         """Run `make(out)` once per key; the result is renamed into store/builds/<key>/<name>."""
         key = _key({"step": step, **parts})
         final = self.config.store / "builds" / key / name
+        # Checked before locking too, so a read-only store serves what it holds.
+        if verified_output(final):
+            return final
         with locked(final.parent):
-            if not final.is_file():
+            if not verified_output(final):
                 with _scratch(self.config.store / "builds") as work:
                     out = work / name
                     make(out)
@@ -90,7 +90,7 @@ class Build:
                     sidecar = pcr.sidecar_path(out)
                     if sidecar.is_file():
                         os.replace(sidecar, pcr.sidecar_path(final))
-                    os.replace(out, final)
+                    install_output(out, final)
         return final
 
     # -- inputs shared by several kinds ------------------------------------------------------

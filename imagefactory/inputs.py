@@ -6,13 +6,9 @@ Everything is fetched by the digest the lock pinned and verified; trees land und
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,20 +21,11 @@ from imagefactory.oci import open_target
 from imagefactory.oci.pull import pull_image, unpack_image
 from imagefactory.oci.target import Target
 from imagefactory.sources import check_lock_source, read_lock
-from imagefactory.store import Store
+from imagefactory.store import Store, locked, scratch
 from imagefactory.versions import TalosVersion
 
 # The imager image carries every arch's assets whatever platform is pulled, as upstream's does.
 IMAGER_PLATFORM = "amd64"
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path`.lock, so parallel builds of one key do the work once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "ab") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 @dataclass(frozen=True)
@@ -102,19 +89,18 @@ class LockedSources:
         """Unpack an image once: temporary name, then rename; the config is kept beside it."""
         dest = self.trees / f"{digest.removeprefix('sha256:')}-{arch}"
         config_file = dest.with_suffix(".config.json")
-        with locked(dest):
-            if not dest.is_dir():
-                image = pull_image(self.target, repository, digest, arch)
-                work = Path(tempfile.mkdtemp(dir=self.trees, prefix=".unpack-"))
-                try:
-                    unpack_image(self.target, image, work / "root", self.blobs)
-                    (work / "config.json").write_text(
-                        json.dumps({"created": image.config.get("created")})
-                    )
-                    os.replace(work / "config.json", config_file)
-                    os.replace(work / "root", dest)
-                finally:
-                    shutil.rmtree(work, ignore_errors=True)
+        # A tree is renamed into place whole: one that exists is complete (a read-only store serves).
+        if not dest.is_dir():
+            with locked(dest):
+                if not dest.is_dir():
+                    image = pull_image(self.target, repository, digest, arch)
+                    with scratch(self.trees, ".unpack-") as work:
+                        unpack_image(self.target, image, work / "root", self.blobs)
+                        (work / "config.json").write_text(
+                            json.dumps({"created": image.config.get("created")})
+                        )
+                        os.replace(work / "config.json", config_file)
+                        os.replace(work / "root", dest)
         loaded: dict[str, Any] = json.loads(config_file.read_text())
         return dest, loaded
 
