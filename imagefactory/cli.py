@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "push-installer": "imagefactory.commands.installer_cmd",
     "serve": "imagefactory.commands.serve_cmd",
     "site": "imagefactory.commands.site_cmd",
+    "site": "imagefactory.commands.site_cmd",
     "validate": "imagefactory.commands.validate_cmd",
     "pipeline": "imagefactory.commands.pipeline_cmd",
     "generations": "imagefactory.commands.generations_cmd",
