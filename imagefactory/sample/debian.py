@@ -17,10 +17,15 @@ from pathlib import Path
 from imagefactory import tools
 from imagefactory.errors import BuildError
 from imagefactory.platforms import Arch  # Talos arch names are Debian arch names too
+from imagefactory.sample import suite
 
 SMALL_MODULE = "kernel/drivers/net/dummy.ko"
 MODULE_INDEXES = ("modules.order", "modules.builtin", "modules.builtin.modinfo")
 PACKAGES = ("busybox-static", "systemd-boot-efi")  # besides the kernel
+# Talos's imager ships systemd 257 from 1.10, whose stub boots a multi-profile UKI's main profile
+# (Debian 12's 252 takes the last .cmdline); Debian 13 (trixie) has 257.
+MULTIPROFILE_SUITE = "trixie"
+MULTIPROFILE_PACKAGE = "systemd-boot-efi"
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class DebianParts:
     busybox: Path
     sd_stub: Path
     sd_boot: Path
+    sd_stub_257: Path  # trixie's, for versions from 1.10
+    sd_boot_257: Path
     packages: tuple[str, ...]  # .deb file names, for provenance
 
 
@@ -124,6 +131,29 @@ def fetch_deb(package: str, arch: Arch, version: str | None, cache: Path) -> Pat
     return wanted
 
 
+def multiprofile_debs(arches: Sequence[Arch], cache: Path) -> dict[Arch, Path]:
+    """trixie's systemd-boot-efi per arch, downloaded once (from the machine's mirror) into cache."""
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def cached(arch: Arch) -> list[Path]:
+        return sorted(cache.glob(f"{MULTIPROFILE_PACKAGE}_257*_{arch}.deb"))
+
+    missing = [arch for arch in arches if not cached(arch)]
+    if missing:
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+            names = [f"{MULTIPROFILE_PACKAGE}:{arch}" for arch in missing]
+            suite.download(MULTIPROFILE_SUITE, names, Path(tmp))
+            for deb in Path(tmp).glob("*.deb"):
+                os.replace(deb, cache / deb.name)
+    found = {}
+    for arch in arches:
+        debs = cached(arch)
+        if not debs:
+            raise BuildError(f"no {MULTIPROFILE_PACKAGE} 257 for {arch} from {MULTIPROFILE_SUITE}")
+        found[arch] = debs[-1]
+    return found
+
+
 def extract_members(deb: Path, members: dict[str, str], cache: Path) -> Path:
     """Unpack deb once and keep only `members` (path in package -> name kept); return their dir.
 
@@ -163,6 +193,7 @@ def all_debian_parts(arches: Sequence[Arch], cache: Path | None = None) -> dict[
         (pkg, arch): fetch_deb(pkg, arch, versions.get(f"{pkg}:{arch}"), cache)
         for pkg, arch in wanted
     }
+    multiprofile = multiprofile_debs(arches, cache)
     parts = {}
     for arch in arches:
         kpkg = kernels[arch]
@@ -179,14 +210,12 @@ def all_debian_parts(arches: Sequence[Arch], cache: Path | None = None) -> dict[
         )
         busybox = extract_members(debs[("busybox-static", arch)], {"bin/busybox": "busybox"}, cache)
         efi = "usr/lib/systemd/boot/efi"
-        sdboot = extract_members(
-            debs[("systemd-boot-efi", arch)],
-            {
-                f"{efi}/linux{arch.efi_suffix}.efi.stub": "systemd-stub.efi",
-                f"{efi}/systemd-boot{arch.efi_suffix}.efi": "systemd-boot.efi",
-            },
-            cache,
-        )
+        efi_members = {
+            f"{efi}/linux{arch.efi_suffix}.efi.stub": "systemd-stub.efi",
+            f"{efi}/systemd-boot{arch.efi_suffix}.efi": "systemd-boot.efi",
+        }
+        sdboot = extract_members(debs[("systemd-boot-efi", arch)], efi_members, cache)
+        sdboot_257 = extract_members(multiprofile[arch], efi_members, cache)
         parts[arch] = DebianParts(
             arch=arch,
             kernel_version=kver,
@@ -196,7 +225,13 @@ def all_debian_parts(arches: Sequence[Arch], cache: Path | None = None) -> dict[
             busybox=busybox / "busybox",
             sd_stub=sdboot / "systemd-stub.efi",
             sd_boot=sdboot / "systemd-boot.efi",
-            packages=tuple(sorted(debs[(pkg, a)].name for pkg, a in wanted if a is arch)),
+            sd_stub_257=sdboot_257 / "systemd-stub.efi",
+            sd_boot_257=sdboot_257 / "systemd-boot.efi",
+            packages=tuple(
+                sorted(
+                    [multiprofile[arch].name, *(debs[(p, a)].name for p, a in wanted if a is arch)]
+                )
+            ),
         )
     return parts
 

@@ -69,6 +69,10 @@ def build_assets(version: SampleVersion, parts: DebianParts, work: Path) -> Arch
     cpio = tree.cpio_newc(ird, work / "initramfs.cpio", epoch)
     # Named .xz whatever the compression, as upstream's imager names it.
     initramfs = tree.compress(cpio, work / "initramfs.xz", version.compression)
+    if version.quirks.uki_profiles:
+        return ArchAssets(
+            parts.arch, parts.vmlinuz, initramfs, parts.sd_stub_257, parts.sd_boot_257
+        )
     return ArchAssets(parts.arch, parts.vmlinuz, initramfs, parts.sd_stub, parts.sd_boot)
 
 
