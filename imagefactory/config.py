@@ -419,7 +419,8 @@ def load_config(path: Path | str) -> Config:
             broken=tuple(versions.get("broken", ())),
         ),
         schematics=_path(base, raw.get("schematics", "schematics")),
-        public=_path(base, raw.get("public", "public")),
+        # Not resolved: `public` is a link to the current generation, and must stay the link.
+        public=Path(os.path.abspath(base / os.path.expanduser(raw.get("public", "public")))),
         store=_path(base, raw.get("store", "store")),
         external_url=raw.get("externalURL", "https://localhost/"),
         secureboot=secureboot,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,10 +27,27 @@ customization:
 """
 
 
+def absolute_paths(config: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The sample config's relative paths (layout, keys) made absolute, for a copy elsewhere."""
+    src = config["sources"]
+    if src["registry"].startswith("oci-layout:"):
+        src["registry"] = "oci-layout:" + str(base / src["registry"].removeprefix("oci-layout:"))
+    verify = src["verify"]
+    if "publicKey" in verify:
+        verify["publicKey"] = str(base / verify["publicKey"])
+    for section in ("secureBoot", "publish"):
+        for name, value in config.get(section, {}).items():
+            if name.endswith("Path"):
+                config[section][name] = str(base / value)
+    return config
+
+
 def private_config(sample_config: Path, where: Path, **overrides: object) -> Path:
     """A copy of the sample config with its own store (and any other top-level keys replaced)."""
     where.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load(sample_config.read_text())
+    config = absolute_paths(yaml.safe_load(sample_config.read_text()), sample_config.parent)
+    # Build tests choose their own Secure Boot keys (or none): pass secureBoot= to have some.
+    config.pop("secureBoot", None)
     config["store"] = str(where / "store")
     config.update(overrides)
     path = where / "config.yaml"

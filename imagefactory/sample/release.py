@@ -26,6 +26,7 @@ from imagefactory.oci.target import Target
 from imagefactory.platforms import Arch
 from imagefactory.sample import catalogs, extensions, imager, installer, overlays, tree
 from imagefactory.sample.debian import DebianParts, all_debian_parts
+from imagefactory.sample.keys import SampleKeys, make_sample_keys
 from imagefactory.sample.versions import DEFAULT_VERSIONS, SampleVersion
 from imagefactory.signing import keys
 from imagefactory.signing.cosign import sign_image
@@ -237,19 +238,38 @@ def _publish_version(
     )
 
 
-def config_document(request: ReleaseRequest) -> dict[str, Any]:
-    """A complete factory config whose sources are this release, verified with its key."""
+# The sample config's matrix: small (amd64, no disk image), Secure Boot variants included.
+SAMPLE_TARGETS = {
+    "platforms": [
+        {
+            "platform": "metal",
+            "archs": ["amd64"],
+            "assets": ["kernel", "initramfs", "cmdline", "uki", "iso", "installer", "pxe"],
+        }
+    ]
+}
+
+
+def config_document(request: ReleaseRequest, sample_keys: SampleKeys) -> dict[str, Any]:
+    """A complete pipeline config whose sources are this release, verified with its key.
+
+    Paths are relative to the config, so a copy of the directory works from its new place.
+    """
     return {
         "sources": {
-            "registry": request.source,
+            "registry": request.push or f"oci-layout:{LAYOUT_DIR}",
             "namespace": request.namespace,
             "insecure": request.push is not None,
-            "verify": {"publicKey": str((request.out / PUBLIC_KEY).resolve())},
+            "verify": {"publicKey": PUBLIC_KEY},
         },
         "versions": {"list": [v.tag for v in request.versions], "broken": []},
         "schematics": "schematics",
         "public": "public",
         "store": "store",
+        "externalURL": "http://127.0.0.1:8080/",
+        "secureBoot": sample_keys.secureboot_config(),
+        "publish": {"signingKeyPath": sample_keys.publish_key},
+        "targets": SAMPLE_TARGETS,
     }
 
 
@@ -272,10 +292,12 @@ def build_release(request: ReleaseRequest, *, cache: Path | None = None) -> Rele
         target.close()
 
     config = out / CONFIG
-    header = "# The sample release: written by `imagefactory sample-release`.\n"
-    write_atomic(
-        config, (header + yaml.safe_dump(config_document(request), sort_keys=False)).encode()
+    header = (
+        "# The sample release: written by `imagefactory sample-release`.\n"
+        "# Its keys (keys/sample-*) are sample keys, made here: never use them for anything real.\n"
     )
+    document = config_document(request, make_sample_keys(out))
+    write_atomic(config, (header + yaml.safe_dump(document, sort_keys=False)).encode())
     images = tuple(publisher.images.values())
     kernels = {str(arch): parts[arch].kernel_version for arch in sorted(parts)}
     index = {
