@@ -18,6 +18,7 @@ from typing import Any
 from imagefactory import __version__, cmdline, tools
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, InvalidInput
+from imagefactory.files import error_of, shown
 from imagefactory.imager import pcr
 from imagefactory.imager.disk.asset import build_image
 from imagefactory.imager.efivars import AuthFiles, supplied_auth_files
@@ -351,18 +352,28 @@ def build_asset(
 def link_into(source: Path, out_dir: Path, name: str) -> Path:
     """Place a built file at out_dir/name: copy to a temporary name, then rename.
 
-    A copy, not a hard link: editing a published file must never change the store's.
+    A copy, not a hard link: editing a published file must never change the store's. Any failure
+    leaves nothing new behind and names the path: bad --out is exit 2, a full disk exit 1.
     """
-    if "/" in name or name in {"", ".", ".."}:
-        raise InvalidInput(f"invalid asset path: {name!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if "/" in name or "\0" in name or name in {"", ".", ".."}:
+        raise InvalidInput(f"invalid asset path: {shown(repr(name))}")
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise InvalidInput(f"{shown(out_dir)}: output directory is a dangling symbolic link")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInput(f"{shown(out_dir)}: output directory is not a directory")
     dest = out_dir / name
     tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
     try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if dest.is_dir() and not dest.is_symlink():
+            raise InvalidInput(f"{shown(dest)}: is a directory, not a place for the asset")
         tmp.unlink(missing_ok=True)
-        raise
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise error_of(exc) from None
     return dest

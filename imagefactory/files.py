@@ -78,6 +78,16 @@ def os_error(exc: OSError, path: Path | str, what: str) -> InvalidInput | BuildE
     return BuildError(f"{shown(path)}: cannot read {what}: {exc.strerror or exc}")
 
 
+def error_of(exc: OSError) -> InvalidInput | BuildError:
+    """Any OSError as one plain line naming its file: bad input (exit 2) or environment (1)."""
+    names = [shown(name) for name in (exc.filename, exc.filename2) if name is not None]
+    reason = exc.strerror or type(exc).__name__
+    message = f"{' -> '.join(names)}: {reason}" if names else reason
+    if exc.errno in _USER_ERRNOS or exc.errno == errno.EEXIST:
+        return InvalidInput(message)
+    return BuildError(message)
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` with `mode`; on any error nothing new is left behind."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from imagefactory.errors import InvalidInput
 
 if TYPE_CHECKING:
     from imagefactory.schematic import Schematic
@@ -26,17 +25,21 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def read_schematic(file: str) -> Schematic:
-    """The schematic in FILE (`-`: standard input), read no further than the size bound."""
+    """The schematic in FILE (`-`: standard input): a regular file, read no further than the bound."""
+    from imagefactory.files import read_bounded, shown
     from imagefactory.schematic import parse_schematic
-    from imagefactory.yamlload import MAX_BYTES
+    from imagefactory.yamlload import limits
 
+    max_bytes = limits().schematic_bytes
     if file == "-":
-        return parse_schematic(sys.stdin.buffer.read(MAX_BYTES + 1), source="<stdin>")
-    try:
-        with Path(file).open("rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise InvalidInput(f"{file}: no such file") from None
-    except OSError as exc:
-        raise InvalidInput(f"{file}: cannot read: {exc.strerror}") from None
-    return parse_schematic(data, source=file)
+        return parse_schematic(sys.stdin.buffer.read(max_bytes + 1), source="<stdin>")
+    return parse_schematic(read_bounded(file, max_bytes, "schematic"), source=shown(file))
+
+
+def output_directory(value: str) -> Path:
+    """argparse type of --out: non-empty, normalized so `x/../out` never creates a stray `x`."""
+    if not value:
+        raise argparse.ArgumentTypeError("an empty path is not an output directory")
+    if "\0" in value:
+        raise argparse.ArgumentTypeError("a path cannot contain NUL")
+    return Path(os.path.abspath(value))

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagefactory.commands import common_options, read_schematic
-from imagefactory.errors import NotFound
+from imagefactory.commands import common_options, output_directory, read_schematic
 
 if TYPE_CHECKING:
     from imagefactory.config import Config
@@ -27,19 +27,23 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--schematic", required=True, help="schematic file, or its ID")
     parser.add_argument("--version", required=True, help="Talos version, e.g. v1.11.5")
     parser.add_argument("--asset", required=True, help="asset path, e.g. metal-amd64.iso")
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--out", required=True, type=output_directory, help="output directory")
     parser.set_defaults(func=run)
 
 
 def find_schematic(config: Config, value: str) -> Schematic:
-    path = Path(value)
-    if path.is_file() or not SCHEMATIC_ID.fullmatch(value):
+    """A schematic file, or an ID looked up in the schematics directory's index.
+
+    Bad files in the directory are reported and skipped: they never hide the others.
+    """
+    from imagefactory.schematic_dir import scan
+
+    if not SCHEMATIC_ID.fullmatch(value) or Path(value).is_file():
         return read_schematic(value)
-    for candidate in sorted(config.schematics.glob("*.y*ml")):
-        schematic = read_schematic(str(candidate))
-        if schematic.id == value:
-            return schematic
-    raise NotFound(f'schematic ID "{value}" not found')
+    found = scan(config.schematics, config.store / "index")
+    for _, message in found.errors:
+        print(f"imagefactory: warning: skipped {message}", file=sys.stderr)
+    return found.find(value)
 
 
 def run(args: argparse.Namespace) -> int:
