@@ -208,7 +208,9 @@ def write_sidecars(public: Path) -> int:
     v2 = public / "v2"
     written = 0
     for manifest in sorted(v2.glob("**/manifests/*")) if v2.is_dir() else ():
-        if not manifest.is_file() or not REF.fullmatch(manifest.name):
+        if manifest.name.endswith(tree.SIDECAR_SUFFIXES) or not REF.fullmatch(manifest.name):
+            continue  # a checksum or signature beside a manifest, or not a reference
+        if not manifest.is_file():
             continue
         data = manifest.read_bytes()
         try:
