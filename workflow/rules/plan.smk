@@ -11,6 +11,7 @@ from imagefactory.cli import one_line
 from imagefactory.config import load_config
 from imagefactory.errors import FactoryError
 from imagefactory.plan import make_plan, stages_for, write_plan
+from imagefactory.publish.publisher import cell_receipts
 from imagefactory.publish.receipts import pipeline_dir
 
 CONFIG_FILE = str(
@@ -61,3 +62,23 @@ def build_args(wildcards, kind):
 def installer_args(wildcards):
     cell = CELLS[wildcards.cell]
     return shlex.join(["--schematic", str(cell.schematic_file), "--version", cell.version.tag])
+
+
+def publish_inputs(wildcards):
+    """Only the stale cells' receipts: `all` never lists every file of the tree."""
+    paths = [str(PLAN_FILE)]
+    for cell in CELLS.values():
+        paths += [str(p) for p in cell_receipts(FACTORY, cell.to_json(), STAGES)]
+    return paths
+
+
+# The jobs' commands; each job's output goes to its log and to the terminal (progress lines).
+BUILD = f"{IF} pipeline build {CONFIG_ARG} {{params.job}} --out {{output}} 2>&1 | tee {{log}}"
+INSTALLER = (
+    f"{IF} pipeline installer {CONFIG_ARG} {{params.job}} --image {{wildcards.image}} "
+    "--out {output} 2>&1 | tee {log}"
+)
+PUBLISH = (
+    f"{IF} pipeline publish {CONFIG_ARG} --plan {shlex.quote(str(PLAN_FILE))} "
+    f"--stages {','.join(STAGES)} --out {{output}} 2>&1 | tee {{log}}"
+)

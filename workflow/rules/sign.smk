@@ -4,12 +4,14 @@
 
 rule sign:
     input:
-        PIPE + "/cells/{cell}/{kind}/{name}.built.json",
+        f"{PIPE}/cells/{{cell}}/{{kind}}/{{name}}.built.json",
     output:
-        PIPE + "/cells/{cell}/{kind}/{name}.signed.json",
+        f"{PIPE}/cells/{{cell}}/{{kind}}/{{name}}.signed.json",
+    log:
+        f"{PIPE}/logs/{{cell}}/{{kind}}/{{name}}.sign.log",
     wildcard_constraints:
         kind="[a-z]+",
     resources:
         mem_mb=128,
-    shell:
-        IF + " pipeline sign " + CONFIG_ARG + " {input} --out {output}"
+    run:
+        shell(f"{IF} pipeline sign {CONFIG_ARG} {{input}} --out {{output}} 2> {{log}}")
