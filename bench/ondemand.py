@@ -35,10 +35,21 @@ def cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "imagefactory", *args], check=True, capture_output=True)
 
 
-def private_config(sample: Path, where: Path) -> Path:
-    where.mkdir(parents=True)
+def make_sample(where: Path) -> Path:
+    """A locked sample release of VERSION (the stand-in for upstream's images)."""
+    started = time.monotonic()
+    cli("sample-release", "--out", str(where), "--versions", VERSION)
+    cli("lock", "--config", str(where / "config.yaml"))
+    print(f"sample release: {time.monotonic() - started:.1f} s")
+    return where
+
+
+def private_config(sample: Path, where: Path, **changes: object) -> Path:
+    """The sample's config with its own store (and other top-level keys changed), locked."""
+    where.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((sample / "config.yaml").read_text())
     config["store"] = str(where / "store")
+    config.update(changes)
     path = where / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     lock = json.loads((sample / "sources.lock.json").read_text())
@@ -75,13 +86,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-ondemand-"))
     server = None
     try:
-        sample = args.sample
-        if sample is None:
-            sample = work / "sample"
-            started = time.monotonic()
-            cli("sample-release", "--out", str(sample), "--versions", VERSION)
-            cli("lock", "--config", str(sample / "config.yaml"))
-            print(f"sample release: {time.monotonic() - started:.1f} s")
+        sample = args.sample or make_sample(work / "sample")
         alone, served = (
             private_config(sample, work / "alone"),
             private_config(sample, work / "served"),

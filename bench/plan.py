@@ -24,7 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from imagefactory import tree
+from imagefactory.config import load_config
+from imagefactory.plan import make_plan
+from imagefactory.publish.generations import assemble
 from imagefactory.schematic import parse_schematic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -146,6 +151,91 @@ def run_baseline(n: int, m: int, assets: int) -> list[tuple[str, Measured]]:
         return [("no change", no_change), ("one new schematic (dry run)", new)]
 
 
+# -- the factory: its config, its planner, its generation records ----------------------------------
+
+# Platform rows whose targets add up to 60 per cell (without Secure Boot): 16 + 14 + 14 + 10 + 6.
+ROWS_60 = ("metal", "nocloud", "openstack", "equinixMetal", "vultr")
+
+
+def sample_release(work: Path) -> dict[str, object]:
+    """One version of the sample release, locked, as the stand-in for upstream; its config."""
+    out = work / "sample"
+    for command in (
+        ["sample-release", "--out", str(out), "--versions", "v1.11.5"],
+        ["lock", "--config", str(out / "config.yaml")],
+    ):
+        done = subprocess.run(
+            [str(REPO / ".venv/bin/imagefactory"), *command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"imagefactory {command[0]} failed: {done.stderr[-2000:]}")
+    config: dict[str, object] = yaml.safe_load((out / "config.yaml").read_text())
+    return config
+
+
+def factory_tree(
+    root: Path, sample: Path, sample_config: dict[str, object], n: int, m: int
+) -> Path:
+    """A factory of N schematics and M versions, every cell published (keys in the planner's
+    records, written by the publisher's own `assemble`); returns its config file."""
+    (root / "schematics").mkdir(parents=True)
+    for index, _ in schematic_ids(n):
+        (root / "schematics" / f"s{index:05d}.yaml").write_bytes(schematic_yaml(index))
+    tags = versions(m)
+    lock = json.loads((sample / "sources.lock.json").read_text())
+    entry = lock["versions"]["v1.11.5"]
+    lock["versions"] = {tag: entry for tag in tags}  # M versions of the same locked sources
+    (root / "sources.lock.json").write_text(json.dumps(lock))
+    sources = dict(sample_config["sources"])  # type: ignore[call-overload]
+    sources["registry"] = f"oci-layout:{sample / 'oci'}"
+    sources["verify"] = {"publicKey": str(sample / "cosign.pub")}
+    config = {
+        "sources": sources,
+        "versions": {"list": tags, "broken": []},
+        "schematics": "schematics",
+        "store": "store",
+        "public": "public",
+        "targets": {"versions": tags, "platforms": [{"platform": p} for p in ROWS_60]},
+        "publish": {"signingKeyPath": str(sample / "cosign.key")},
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    loaded = load_config(path)
+    plan = make_plan(loaded, published={})
+    per_cell = {len(c.targets) for c in plan.cells}
+    cells = {c.cell_id: {"key": c.key, "files": {}} for c in plan.cells}
+    keys = {"site": plan.site_key, "cells": {cid: c["key"] for cid, c in cells.items()}}
+    assemble(loaded, {}, {"site": {"key": plan.site_key, "files": {}}, "cells": cells}, keys, {})
+    print(
+        f"  made {n}x{m}: {len(cells)} cells, {sorted(per_cell)} targets per cell", file=sys.stderr
+    )
+    return path
+
+
+def run_factory(
+    work: Path, sample_config: dict[str, object], n: int, m: int
+) -> list[tuple[str, Measured]]:
+    with tempfile.TemporaryDirectory(prefix=f"bench-plan-{n}x{m}-", dir=work) as tmp:
+        root = Path(tmp)
+        config = factory_tree(root, work / "sample", sample_config, n, m)
+        argv = [str(SNAKEMAKE), "-c", "2", "--configfile", str(config)]
+        before = sorted(p.name for p in (root / "store" / "generations").iterdir())
+        no_change = measure(argv, REPO)
+        if "all published" not in no_change.output:
+            raise SystemExit(f"no-change run planned work:\n{no_change.output[-2000:]}")
+        after = sorted(p.name for p in (root / "store" / "generations").iterdir())
+        if after != before:
+            raise SystemExit(f"no-change run wrote a generation: {before} -> {after}")
+        (root / "schematics" / "new.yaml").write_bytes(schematic_yaml(n))
+        new = measure([*argv, "--dry-run"], REPO)
+        if f"{m} of {n * m + m} cells to build" not in new.output:
+            raise SystemExit(f"one new schematic, unexpected plan:\n{new.output[-2000:]}")
+        return [("no change", no_change), ("one new schematic (dry run)", new)]
+
+
 def report(label: str, rows: list[tuple[str, Measured]]) -> None:
     for what, got in rows:
         print(f"{label:<34} {what:<30} {got.seconds:8.2f} s {got.peak_mib:9.1f} MiB")
@@ -163,6 +253,13 @@ def main() -> int:
     parser.add_argument("--assets", type=int, default=60)
     args = parser.parse_args()
     print(f"{'':<34} {'run':<30} {'wall':>10} {'peak RSS':>13}")
+    sizes = [parse_size(size) for size in filter(None, args.sizes.split(","))]
+    if sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-plan-") as tmp:
+            work = Path(tmp)
+            sample_config = sample_release(work)
+            for n, m in sizes:
+                report(f"factory planner {n}x{m}", run_factory(work, sample_config, n, m))
     for size in filter(None, args.baseline.split(",")):
         n, m = parse_size(size)
         report(f"plain snakemake rule all {n}x{m}", run_baseline(n, m, args.assets))

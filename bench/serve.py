@@ -3,6 +3,7 @@
 Prints requests/s and p99 for the PXE script (ours: made per request; nginx: the static file) and
 for a small static file, MiB/s for a 1 GiB asset, errors, and the server's peak RSS.
 Run: .venv/bin/python bench/serve.py [--seconds 10] [--connections 64] [--nginx-workers 1]
+     [--sample DIR]   (DIR: an existing sample release; else one is made, for its lock)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
+from ondemand import make_sample, private_config
 
 from imagefactory import tree
 from imagefactory.schematic import parse_schematic
@@ -62,26 +63,6 @@ def published_tree(root: Path, size: int) -> dict[str, str]:
         "small": f"/{tree.VERSIONS}",
         "large": f"/{tree.image_path(sid, VERSION, 'metal-amd64.raw')}",
     }
-
-
-def factory_config(root: Path) -> Path:
-    """A config whose lock offers one version; everything served is published, nothing built."""
-    config = root / "config.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "sources": {"registry": "oci-layout:oci", "verify": {"disabled": True}},
-                "versions": {"list": [VERSION]},
-                "public": "public",
-                "store": "store",
-                "server": {"limits": {"connections": 4096}},
-            }
-        )
-    )
-    (root / "sources.lock.json").write_text(
-        json.dumps({"lockFormat": 1, "versions": {VERSION: {}}})
-    )
-    return config
 
 
 def nginx_conf(root: Path, port: int, workers: int) -> Path:
@@ -168,6 +149,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--large-mib", type=int, default=1024)
     parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--sample", type=Path, help="an existing sample release directory")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
@@ -176,11 +158,15 @@ def main() -> int:
     root.chmod(0o755)  # nginx workers run as an unprivileged user
     (root / "nginx-tmp").mkdir()
     paths = published_tree(root, args.large_mib << 20)
+    sample = args.sample or make_sample(root / "sample")
+    config = private_config(
+        sample, root, public=str(root / "public"), server={"limits": {"connections": 4096}}
+    )
     ours_port, nginx_port = free_port(), free_port()
     ours = subprocess.Popen(
         [
             sys.executable, "-m", "imagefactory", "serve",
-            "--config", str(factory_config(root)),
+            "--config", str(config),
             "--http", f"tcp:{ours_port}:interface=127.0.0.1:backlog=1024",
             "--external-url", "http://127.0.0.1",
         ],

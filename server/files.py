@@ -18,7 +18,7 @@ from zope.interface import implementer
 from imagefactory.errors import NotFound
 from server.web import FactoryRequest, FileResponse, clock
 
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
