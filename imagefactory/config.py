@@ -19,6 +19,7 @@ import yaml
 from imagefactory.errors import InvalidInput
 from imagefactory.files import read_bounded
 from imagefactory.signing.identity import DEFAULT_ISSUER, DEFAULT_SUBJECT_REGEXP
+from imagefactory.versions import TalosVersion
 from imagefactory.yamlload import YamlPath, limits, load_plain
 
 # Shipped inside the package (workflow/schemas links to it for Snakemake's validate).
@@ -261,6 +262,21 @@ def validate(raw: Any, marks: Mapping[YamlPath, int], source: Path) -> None:
         raise InvalidInput(f"{source}: line {_line_of(marks, where)}: {field}: {message}")
 
 
+def _check_versions(versions: Mapping[str, Any], marks: Mapping[YamlPath, int], path: Path) -> None:
+    """Every version the config names parses as a Talos version, or the error says where."""
+    named: list[tuple[YamlPath, Any]] = [(("versions", "minimum"), versions.get("minimum"))]
+    for key in ("list", "broken"):
+        named += [(("versions", key, i), v) for i, v in enumerate(versions.get(key, ()))]
+    for where, value in named:
+        if value is None:
+            continue
+        try:
+            TalosVersion.parse(str(value))
+        except InvalidInput as exc:
+            field = ".".join(map(str, where))
+            raise InvalidInput(f"{path}: line {_line_of(marks, where)}: {field}: {exc}") from None
+
+
 def _source_registry(value: str, base: Path, where: str) -> str:
     """`oci-layout:PATH` (relative to the config, never the working directory) or `host[:port]`."""
     # The OCI package is heavy to import; only a config being checked pays for it.
@@ -354,7 +370,12 @@ def _publish(raw: Mapping[str, Any], base: Path) -> PublishSettings:
 
 def load_config(path: Path | str) -> Config:
     """Read, validate and resolve a config file; relative paths are relative to its directory."""
-    path = Path(path).resolve()
+    try:
+        path = Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise InvalidInput(
+            f"{path}: cannot read config: too many levels of symbolic links"
+        ) from None
     raw, marks = _load_with_lines(path)
     validate(raw, marks, path)
     base = path.parent
@@ -389,6 +410,7 @@ def load_config(path: Path | str) -> Config:
         overlays=comp.get("overlays", Components.overlays),
     )
     versions = raw["versions"]
+    _check_versions(versions, marks, path)
     secureboot = None
     if "secureBoot" in raw:
         sb = raw["secureBoot"]

@@ -77,6 +77,9 @@ _DIGITS = {
 }
 
 
+_UINT64_DIGITS = {2: 64, 8: 22, 10: 20, 16: 16}
+
+
 def _go_parse_uint(s: str) -> int | None:
     """strconv.ParseUint(s, 0, 64) on text without underscores."""
     if not s:
@@ -89,6 +92,9 @@ def _go_parse_uint(s: str) -> int | None:
         else:
             base, digits = 8, s[1:]
     if not _DIGITS[base].fullmatch(digits):
+        return None
+    # Longer than any uint64 in this base: out of range (and Python refuses int() of 4300 digits).
+    if len(digits.lstrip("0")) > _UINT64_DIGITS[base]:
         return None
     value = int(digits, base) if digits else 0
     return value if value <= UINT64_MAX else None
