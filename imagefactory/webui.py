@@ -164,19 +164,24 @@ def public_schematics(config: Config, root: Path) -> list[PublicSchematic]:
 # ---- what the wizard needs per version --------------------------------------------------------
 
 
-def _other_formats(platform: Platform, arch: str, version: TalosVersion, sb: bool) -> list[str]:
-    """Disk image formats besides the default that upstream's final page also offers."""
-    if BootMethod.DISK_IMAGE not in platform.boot_methods or not platform.has_profile:
+def ui_assets(platform: Platform, arch: str, version: TalosVersion, sb: bool) -> list[str]:
+    """What upstream's final page links for a platform: its fixed default disk image first, then
+    every asset the platform offers for the version, then raw and qcow2 disk images."""
+    offered = assets_for(platform.name, arch, version, secureboot=sb)
+    if not offered:
         return []
-    compressed = platform.default_out_format(version).suffix
-    names = [
-        platform.disk_image_path(arch, f"{DiskFormat.RAW.value}{compressed}", secureboot=sb),
-        platform.disk_image_path(arch, DiskFormat.QCOW2.value, secureboot=sb),
-    ]
-    default = platform.disk_image_path(
-        arch, platform.default_disk_image_suffix(version), secureboot=sb
-    )
-    return [name for name in dict.fromkeys(names) if name != default]
+    names: list[str] = []
+    disk = BootMethod.DISK_IMAGE in platform.boot_methods and platform.has_profile
+    if disk and platform.ui_disk_image_suffix:
+        names.append(platform.disk_image_path(arch, platform.ui_disk_image_suffix, secureboot=sb))
+    names += offered
+    if disk:
+        compressed = platform.default_out_format(version).suffix
+        names.append(
+            platform.disk_image_path(arch, f"{DiskFormat.RAW.value}{compressed}", secureboot=sb)
+        )
+        names.append(platform.disk_image_path(arch, DiskFormat.QCOW2.value, secureboot=sb))
+    return list(dict.fromkeys(names))
 
 
 def version_data(version: TalosVersion, root: Path) -> dict[str, Any]:
@@ -186,21 +191,17 @@ def version_data(version: TalosVersion, root: Path) -> dict[str, Any]:
         if not platform.supports(version):
             continue
         assets: dict[str, list[str]] = {}
-        other: dict[str, list[str]] = {}
         for arch in platform.archs:
             for sb in (False, True):
-                key = f"{arch}-secureboot" if sb else str(arch)
-                listed = assets_for(platform.name, arch, version, secureboot=sb)
+                listed = ui_assets(platform, arch, version, sb)
                 if listed:
-                    assets[key] = list(listed)
-                    other[key] = _other_formats(platform, arch, version, sb)
+                    assets[f"{arch}-secureboot" if sb else str(arch)] = listed
         platforms[platform.name] = {
             "label": platform.label,
             "archs": [str(a) for a in platform.archs],
             "secureboot": platform.secureboot and quirks.uki,
             "pxe": BootMethod.PXE in platform.boot_methods,
             "assets": assets,
-            "otherFormats": other,
         }
     overlays = _read_json(root / tree.overlays_path(version)) or []
     return {

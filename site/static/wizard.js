@@ -290,7 +290,7 @@ async function renderResult(state, v, s) {
   const name = state.target === "cloud" ? state.platform : "metal";
   const p = v.platforms[name];
   const key = state.secureboot ? `${state.arch}-secureboot` : state.arch;
-  const assets = [...(p.assets[key] ?? []), ...(p.otherFormats[key] ?? [])];
+  const assets = p.assets[key] ?? [];
   const paths = assets.map((asset) => fill(data.paths.image, { id, version: state.version, asset }));
   const states = await Promise.all(paths.map(async (path) => {
     if (await published(path)) return "published";
