@@ -118,7 +118,12 @@ def cache_receipt(config: Config, signed: Mapping[str, Any]) -> dict[str, Any]:
                 (p, e) for p, e in signed["files"].items() if "sha512" in e
             )  # the asset itself, not a sidecar
             cached = push_cached(
-                config, target, signed["buildKey"], entry["sha256"], entry["size"], key
+                config,
+                target,
+                signed["buildKey"],
+                hex_digest=entry["sha256"],
+                size=entry["size"],
+                key=key,
             )
         return {**signed, "cache": cached}
     except Exception as exc:
