@@ -11,15 +11,12 @@ from pathlib import Path
 
 from imagefactory import tree
 from imagefactory.config import Config
-from imagefactory.errors import InvalidInput
+from imagefactory.errors import NotFound
 from imagefactory.profile import OutputKind, parse_asset_path, resolve
 from imagefactory.versions import TalosVersion
 from server.builds import Builds, Job
 from server.catalog import Catalog
 from server.schematics import Schematics
-
-# Sidecars built on demand beside every asset; the signature comes with the published tree.
-BUILT_SIDECARS = tree.CHECKSUM_SUFFIXES
 
 
 def parse_version(text: str) -> TalosVersion:
@@ -74,8 +71,8 @@ class Assets:
             )  # fmt: skip
             key = ("asset", schematic_id, version.tag, canonical)
             await self.builds.build(Job(key, canonical, argv, dest_dir / canonical))
-        if sidecar and sidecar not in BUILT_SIDECARS and not built.is_file():
-            raise InvalidInput(f"{name}: signatures come with the published tree only")
+        if sidecar and not built.is_file():  # the `.sig` of a build made without a signing key
+            raise NotFound(f"{name}: not signed (no publish signing key is configured)")
         return built
 
     async def cmdline(self, schematic_id: str, version_text: str, platform_arch: str) -> str:

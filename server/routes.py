@@ -116,11 +116,10 @@ class Api:
         found = self._published(tree.SIGNING_KEY, tree.PEM)
         if found is not None:
             return found
-        registry = self.assets.config.registry
-        if registry is None or registry.signing_key is None:
+        key_path = self.assets.config.publish_signing_key
+        if key_path is None:
             raise NotFound("no signing key is configured")
-        key = load_private_key(registry.signing_key)
-        return Response(public_key_pem(key), content_type=tree.PEM)
+        return Response(public_key_pem(load_private_key(key_path)), content_type=tree.PEM)
 
     async def secureboot_cert(self, request: FactoryRequest) -> FileResponse:
         found = self._published(tree.SECUREBOOT_CERT, tree.PEM)

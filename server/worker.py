@@ -34,17 +34,17 @@ from imagefactory.errors import FactoryError, InvalidInput, NotFound
 from imagefactory.imager.installer import image_name, push_installer
 from imagefactory.oci.credentials import registry_credentials
 from imagefactory.oci.registry import RegistryTarget
+from imagefactory.publish.content import Digests
+from imagefactory.publish.sidecars import sidecars
 from imagefactory.schematic import Schematic
-from imagefactory.signing.keys import load_private_key
+from imagefactory.signing.keys import PrivateKey, load_private_key
 from imagefactory.signing.policy import SignatureError, Verifier
 from imagefactory.versions import TalosVersion
 
-# ".sha256" -> hashlib's "sha256": the suffixes are declared once, in tree.
-CHECKSUMS = {suffix: suffix.removeprefix(".") for suffix in tree.CHECKSUM_SUFFIXES}
 
-
-def place(built: Path, dest_dir: Path, name: str) -> Path:
-    """Link (or copy) into dest_dir/name with checksum sidecars; nothing partial is ever visible.
+def place(built: Path, dest_dir: Path, name: str, key: PrivateKey | None) -> Path:
+    """Link (or copy) into dest_dir/name with its sidecars (`.sha256`, `.sha512`, and `.sig` when a
+    publish signing key is configured); nothing partial is ever visible.
 
     A hard link is enough here: both names live in the store, which nothing edits in place.
     """
@@ -58,18 +58,20 @@ def place(built: Path, dest_dir: Path, name: str) -> Path:
         except OSError:
             shutil.copyfile(built, work / name)
         # Both digests at once: hashlib releases the GIL, so two cores share the work.
-        with ThreadPoolExecutor(len(CHECKSUMS)) as pool:
-            digests = dict(
-                zip(
-                    CHECKSUMS,
-                    pool.map(lambda a: _digest(work / name, a), CHECKSUMS.values()),
-                    strict=True,
-                )
-            )
-        for suffix, digest in digests.items():
-            (work / (name + suffix)).write_text(tree.checksum_line(digest, name))
-        for suffix in digests:
-            os.replace(work / (name + suffix), dest_dir / (name + suffix))
+        with ThreadPoolExecutor(2) as pool:
+            sha256, sha512 = pool.map(lambda a: _digest(work / name, a), ("sha256", "sha512"))
+        digests = Digests(sha256, sha512, (work / name).stat().st_size)
+        if key is not None:
+            files = sidecars(name, digests, key)
+        else:
+            files = {
+                name + ".sha256": tree.checksum_line(digests.sha256, name).encode(),
+                name + ".sha512": tree.checksum_line(digests.sha512, name).encode(),
+            }
+        for sidecar, data in files.items():
+            (work / sidecar).write_bytes(data)
+        for sidecar in files:
+            os.replace(work / sidecar, dest_dir / sidecar)
         os.replace(work / name, dest_dir / name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -152,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         version = TalosVersion.parse(args.version)
         result: dict[str, object] = {"status": 200}
         if args.kind == "asset":
-            place(build_asset(config, schematic, version, args.asset), args.dest, args.asset)
+            key_path = config.publish_signing_key
+            key = load_private_key(key_path) if key_path is not None else None
+            built = build_asset(config, schematic, version, args.asset)
+            place(built, args.dest, args.asset, key)
         else:
             result["digest"] = installer_digest(
                 config, schematic, version, args.platform, args.secureboot

@@ -119,7 +119,6 @@ def test_path_traversal_is_bad_input(served: Served, path: bytes) -> None:
         (f"/image/{VANILLA}/v1.11.5/metal.iso", 400, 'invalid platform-arch: "metal"'),
         (f"/image/{VANILLA}/v1.11.5/nonsense", 400, 'invalid profile path: "nonsense"'),
         (f"/image/{VANILLA}/v1.7.7/metal-amd64-secureboot.iso", 400, "secure"),
-        (f"/image/{VANILLA}/v1.11.5/kernel-amd64.sig", 400, "published tree only"),
         (f"/image/{VANILLA}/v1.11.5/kernel-amd64?filename=a%22b", 400, "invalid filename"),
         (f"/pxe/{VANILLA}/v1.11.5/metal", 400, 'invalid platform-arch: "metal"'),
         ("/nothing/here", 404, "404 page not found"),

@@ -3,21 +3,28 @@ on-demand assets equal to the CLI's, and the published generation served first."
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 
 import requests
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from serving import VANILLA, Served, curl, post_schematic
 
 from imagefactory import tree
+from imagefactory.config import load_config
 from imagefactory.schematic import parse_schematic
-from imagefactory.signing.keys import generate_key, public_key_pem, save_private_key
+from imagefactory.signing.keys import (
+    load_private_key,
+    public_key_pem,
+)
 
 EXTENSIONS = """\
 customization:
@@ -140,6 +147,14 @@ def test_on_demand_assets_equal_the_cli_build(served: Served, tmp_path: Path) ->
     assert sums.text == tree.checksum_line(digest, "initramfs-amd64.xz")
     sha512 = requests.get(url + ".sha512", timeout=30).text.split()[0]
     assert sha512 == hashlib.sha512(got.content).hexdigest()
+    # Signed with the publish key, as the pipeline signs published files (cosign sign-blob).
+    key_path = load_config(served.config).publish_signing_key
+    assert key_path is not None
+    signature = base64.b64decode(requests.get(url + ".sig", timeout=30).content)
+    public = load_private_key(key_path).public_key()
+    public.verify(
+        signature, hashlib.sha256(got.content).digest(), ec.ECDSA(Prehashed(hashes.SHA256()))
+    )
     named = requests.get(url + "?filename=boot.xz", timeout=30)
     assert named.headers["Content-Disposition"] == 'attachment; filename="boot.xz"'
 
@@ -203,24 +218,14 @@ def test_published_generation_first_and_switched_atomically(served: Served) -> N
     ).exists()
 
 
-def test_signing_key_is_the_public_half(
-    served: Served, server_factory: Callable[..., Served], tmp_path: Path
-) -> None:
-    assert served.get("/oci/cosign/signing-key.pub").status_code == 404
-    key = generate_key()
-    save_private_key(key, tmp_path / "signing.key")
-    keyed = server_factory(
-        config={
-            "registry": {
-                "url": "127.0.0.1:9/factory",
-                "signing": {"keyPath": str(tmp_path / "signing.key")},
-            }
-        }
-    )
-    got = keyed.get("/oci/cosign/signing-key.pub")
+def test_signing_key_is_the_public_half(served: Served) -> None:
+    """Without a published tree: the public half of the key that signs on-demand files."""
+    key_path = load_config(served.config).publish_signing_key
+    assert key_path is not None
+    got = served.get("/oci/cosign/signing-key.pub")
     assert got.status_code == 200
     assert got.headers["Content-Type"] == "application/x-pem-file"
-    assert got.content == public_key_pem(key)
+    assert got.content == public_key_pem(load_private_key(key_path))
 
 
 def test_committed_schematics_are_found(served: Served) -> None:
