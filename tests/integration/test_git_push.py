@@ -25,6 +25,38 @@ NEW_SCHEMATIC = b"customization:\n  extraKernelArgs:\n    - console=ttyS1\n"
 BAD_SCHEMATIC = b"customization:\n  extraKernelArgs:\n    - ok\n  systemExtension: {}\n"
 
 
+def tiny_factory(
+    sample_release: Path, config: Path, *, schematics: str, store: Path, public: Path
+) -> None:
+    """A pipeline config (and its lock) on the sample release with a tiny matrix: one version,
+    metal amd64, kernel and cmdline."""
+    sample = yaml.safe_load(sample_release.read_text())
+    sources = sample["sources"]  # its paths are relative to the sample's config: made absolute
+    layout = sources["registry"].removeprefix("oci-layout:")
+    sources["registry"] = f"oci-layout:{sample_release.parent / layout}"
+    sources["verify"]["publicKey"] = str(sample_release.parent / sources["verify"]["publicKey"])
+    settings = {
+        "sources": sources,
+        "versions": sample["versions"],
+        "schematics": schematics,
+        "store": str(store),
+        "public": str(public),
+        "targets": {
+            "versions": [VERSION],
+            "platforms": [
+                {"platform": "metal", "archs": ["amd64"], "assets": ["kernel", "cmdline"]}
+            ],
+        },
+        "publish": {"signingKeyPath": str(sample_release.parent / "cosign.key")},
+    }
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    imagefactory = REPO / ".venv" / "bin" / "imagefactory"
+    subprocess.run(
+        [str(imagefactory), "lock", "--config", str(config)], check=True, capture_output=True
+    )
+
+
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["git", *args], cwd=cwd, capture_output=True, text=True, check=check, timeout=900
@@ -47,32 +79,16 @@ def factory(
         (bare / "hooks" / hook).symlink_to(HOOKS / hook)
     git(bare, "config", "imagefactory.code", str(REPO))
 
-    sample = yaml.safe_load(sample_release.read_text())
     client = tmp_path / "client"
-    (client / "config").mkdir(parents=True)
-    (client / "schematics").mkdir()
-    config = {
-        "sources": sample["sources"],  # absolute paths into the sample release
-        "versions": sample["versions"],
-        "schematics": "../schematics",
-        "store": str(tmp_path / "store"),  # outside the checkout: kept from push to push
-        "public": str(tmp_path / "public"),
-        "targets": {
-            "versions": [VERSION],
-            "platforms": [
-                {"platform": "metal", "archs": ["amd64"], "assets": ["kernel", "cmdline"]}
-            ],
-        },
-        "publish": {"signingKeyPath": str(sample_release.parent / "cosign.key")},
-    }
-    (client / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    shutil.copy(REPO / "schematics" / "vanilla.yaml", client / "schematics" / "vanilla.yaml")
-    imagefactory = REPO / ".venv" / "bin" / "imagefactory"
-    subprocess.run(
-        [str(imagefactory), "lock", "--config", str(client / "config" / "config.yaml")],
-        check=True,
-        capture_output=True,
+    (client / "schematics").mkdir(parents=True)
+    tiny_factory(
+        sample_release,
+        client / "config" / "config.yaml",
+        schematics="../schematics",
+        store=tmp_path / "store",  # outside the checkout: kept from push to push
+        public=tmp_path / "public",
     )
+    shutil.copy(REPO / "schematics" / "vanilla.yaml", client / "schematics" / "vanilla.yaml")
     git(tmp_path, "init", "-q", "-b", "main", str(client))
     git(client, "remote", "add", "origin", str(bare))
     return {"bare": bare, "client": client, "public": tmp_path / "public", "base": tmp_path}
