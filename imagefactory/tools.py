@@ -96,13 +96,23 @@ _tmpdir: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def temporary_files(directory: Path) -> Iterator[Path]:
-    """Tools started inside the block get TMPDIR=`directory` (created here)."""
+    """Tools started inside the block get TMPDIR=`directory` (created here).
+
+    The outermost block also points this process's own temporary files (tempfile) there, so a
+    killed build leaves nothing in the system's $TMPDIR; a build runs one per process.
+    """
     directory.mkdir(parents=True, exist_ok=True)
+    outermost = _tmpdir.get() is None
+    previous = tempfile.tempdir
     token = _tmpdir.set(directory)
+    if outermost:
+        tempfile.tempdir = str(directory)
     try:
         yield directory
     finally:
         _tmpdir.reset(token)
+        if outermost:
+            tempfile.tempdir = previous
 
 
 def _child_env(env: Mapping[str, str] | None) -> dict[str, str] | None:

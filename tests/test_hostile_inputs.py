@@ -50,8 +50,9 @@ SCHEMATIC_FILES: dict[str, tuple[bytes, int]] = {
     "100k-deep flow": (b"[" * 100_000, 2),
     "100k-deep block": (b"".join(b"  " * i + b"- \n" for i in range(3000)), 2),
     "deep alias chain": (
-        b"".join(f"a{i}: &a{i} [[[[[[[[[*a{i - 1}]]]]]]]]]\n".encode() for i in range(1, 400))
-        .replace(b"*a0", b"x"),
+        b"".join(
+            f"a{i}: &a{i} [[[[[[[[[*a{i - 1}]]]]]]]]]\n".encode() for i in range(1, 400)
+        ).replace(b"*a0", b"x"),
         2,
     ),
     "self alias": (b"a: &a [*a]\n", 2),
@@ -157,15 +158,24 @@ BAD_CONFIGS: dict[str, tuple[str, str]] = {
         "aliases expand the document beyond",
     ),
     "5000-deep list": (CONFIG_HEAD.format(registry="ghcr.io") + "x: " + "[" * 5000, "nesting"),
-    "registry with scheme": (CONFIG_HEAD.format(registry="https://ghcr.io"), "line 2: sources.registry"),
-    "registry with path": (CONFIG_HEAD.format(registry="ghcr.io/siderolabs"), "line 2: sources.registry"),
+    "registry with scheme": (
+        CONFIG_HEAD.format(registry="https://ghcr.io"),
+        "line 2: sources.registry",
+    ),
+    "registry with path": (
+        CONFIG_HEAD.format(registry="ghcr.io/siderolabs"),
+        "line 2: sources.registry",
+    ),
     "empty layout": (CONFIG_HEAD.format(registry="'oci-layout:'"), "line 2: sources.registry"),
     "minimum banana": (
         CONFIG_HEAD.format(registry="ghcr.io").replace("{list: [v1.11.5]}", "{minimum: banana}"),
         "line 4: versions.minimum",
     ),
     "complex key": (CONFIG_HEAD.format(registry="ghcr.io") + "? [a]\n: b\n", "line 5:"),
-    "5000-digit number": (CONFIG_HEAD.format(registry="ghcr.io") + "store: " + "9" * 5000 + "\n", "line 5"),
+    "5000-digit number": (
+        CONFIG_HEAD.format(registry="ghcr.io") + "store: " + "9" * 5000 + "\n",
+        "line 5",
+    ),
     "python tag": (CONFIG_HEAD.format(registry="!!python/object:os.system ghcr.io"), "unknown tag"),
     "list at top": ("- a\n", "(top level)"),
     "null": ("null\n", "(top level)"),
