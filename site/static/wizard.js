@@ -1,16 +1,19 @@
 // The wizard: choices live in the URL query, the schematic and its ID are computed here
 // (schematic.js), links are checked against the published tree with HEAD requests.
-import { canonicalYAML, schematicID } from "./schematic.js";
+import { canonicalYAML, schematicID, sha256Hex } from "./schematic.js";
 
 const root = new URL("../../", import.meta.url);
 const $ = (id) => document.getElementById(id);
 const form = $("wizard");
 const cache = new Map();
 let data;
+// A published schematic the config does not list (`?schematic-id=`): shown as published, byte for
+// byte, until a choice changes.
+let fixed = null;
 
 async function getJSON(path) {
   if (!cache.has(path)) {
-    cache.set(path, fetch(new URL(path, root)).then((r) => (r.ok ? r.json() : null)));
+    cache.set(path, fetch(new URL(path, root), { cache: "no-cache" }).then((r) => (r.ok ? r.json() : null)));
   }
   return cache.get(path);
 }
@@ -69,6 +72,7 @@ function writeQuery(state) {
   if (state.bootloader !== "auto") q.set("bootloader", state.bootloader);
   for (const line of state.meta.split("\n").filter((l) => l.trim())) q.append("meta", line.trim());
   if (state.overlayOptions) q.set("overlay-options", state.overlayOptions);
+  if (fixed) q.set("schematic-id", fixed.id);
   history.replaceState(null, "", "?" + q.toString());
 }
 
@@ -267,10 +271,25 @@ function linkItem(name, path, state) {
 
 let generation = 0;
 
+// On-demand builds need the server to know the schematic: POST it (a simple CORS request).
+async function register(yaml, id) {
+  const note = $("server-note");
+  try {
+    const r = await fetch(data.serverURL.replace(/\/$/, "") + "/schematics", { method: "POST", body: yaml });
+    const answer = r.ok ? await r.json() : null;
+    note.textContent = answer && answer.id === id
+      ? "The build server knows this schematic: the on-demand links build it."
+      : `The build server refused this schematic (HTTP ${r.status}).`;
+  } catch {
+    note.textContent = "The build server could not be reached: on-demand links may fail.";
+  }
+  note.hidden = false;
+}
+
 async function renderResult(state, v, s) {
   const mine = ++generation;
-  const yaml = canonicalYAML(s);
-  const id = schematicID(s);
+  const yaml = fixed ? fixed.yaml : canonicalYAML(s);
+  const id = fixed ? fixed.id : schematicID(s);
   $("schematic-id").textContent = id;
   $("schematic-yaml").textContent = yaml;
   const download = $("yaml-download");
@@ -278,7 +297,10 @@ async function renderResult(state, v, s) {
   download.href = URL.createObjectURL(new Blob([yaml], { type: "application/yaml" }));
   download.download = `${id.slice(0, 12)}.yaml`;
   const pub = data.public[id];
-  $("public-note").hidden = !pub;
+  $("public-note").hidden = !pub && !fixed;
+  if (fixed) {
+    $("public-note").textContent = "Showing the published schematic of the link; change any choice to make a new one.";
+  }
   if (pub) {
     $("public-note").replaceChildren("This is the published schematic ");
     const a = document.createElement("a");
@@ -299,6 +321,7 @@ async function renderResult(state, v, s) {
   if (mine !== generation) return;
   $("links").replaceChildren(...assets.map((asset, i) => linkItem(asset, paths[i], states[i])));
   $("yaml-note").hidden = states.every((x) => x === "published");
+  if (data.serverURL && !states.every((x) => x === "published")) await register(yaml, id);
 
   $("pxe-block").hidden = !p.pxe;
   const pxeName = `${name}-${state.arch}${state.secureboot ? "-secureboot" : ""}`;
@@ -330,9 +353,27 @@ async function update(state) {
   await renderResult(now, v, s);
 }
 
+async function publishedSchematic(id) {
+  const note = $("public-note");
+  note.hidden = false;
+  const r = /^[0-9a-f]{64}$/.test(id) ? await fetch(new URL(fill(data.paths.schematic, { id }), root)) : null;
+  if (!r || !r.ok) {
+    note.textContent = `Schematic ${id} is not published here.`;
+    return null;
+  }
+  const bytes = new Uint8Array(await r.arrayBuffer());
+  if (sha256Hex(bytes) !== id) {
+    note.textContent = `The published file for ${id} does not hash to its ID.`;
+    return null;
+  }
+  return { id, yaml: new TextDecoder().decode(bytes) };
+}
+
 async function main() {
   data = await getJSON("ui/data.json");
   const state = readQuery();
+  const wanted = new URLSearchParams(location.search).get("schematic-id");
+  if (wanted && !data.public[wanted]) fixed = await publishedSchematic(wanted);
   state.target = ["metal", "cloud", "sbc"].includes(state.target) ? state.target : "metal";
   const versions = data.groups.flatMap((g) => g.versions);
   if (!versions.includes(state.version)) state.version = data.defaultVersion;
@@ -348,6 +389,7 @@ async function main() {
       filterExtensions();
       return;
     }
+    fixed = null;
     update(currentState());
   });
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import urllib.error
@@ -105,9 +106,8 @@ def test_metal_wizard(site: Site, browser: Page, artifacts: Path) -> None:
         "document.getElementById('mirror').textContent"
     )
     browser.screenshot(artifacts / "metal-3-result.png")
-    docs = REPO / "docs"
-    docs.mkdir(exist_ok=True)
-    browser.screenshot(docs / "ui.png")
+    if os.environ.get("UPDATE_UI_SCREENSHOT"):  # the README's picture: docs/ui.png
+        browser.screenshot(REPO / "docs" / "ui.png")
 
     # A published download: its bytes against the .sha256 beside it.
     href = shown_links["kernel-amd64"][1]
@@ -177,6 +177,22 @@ def test_schematic_id_prefills(site: Site, browser: Page) -> None:
         "document.querySelector(\"#extensions input[value='siderolabs/gvisor']\").checked"
     )
     assert browser.evaluate("document.getElementById('cmdline').value") == "console=ttyS0"
+
+
+def test_schematic_id_of_an_unlisted_published_schematic(site: Site, browser: Page) -> None:
+    secret = site.schematics["secret-lab"]
+    open_wizard(browser, site, f"?schematic-id={secret.id}")
+    text, sid = check_id(browser)
+    assert (text.encode(), sid) == (secret.canonical(), secret.id)
+    assert links(browser)["cmdline-metal-amd64"][0] == "published"
+    assert f"schematic-id={secret.id}" in browser.evaluate("location.search")
+    # Any change starts a new schematic from the form.
+    act(browser, set_value("cmdline", "quiet"))
+    assert shown(browser)[1] == cli_id("customization:\n  extraKernelArgs: [quiet]\n")
+    open_wizard(browser, site, "?schematic-id=" + "0" * 64)
+    assert "not published here" in browser.evaluate(
+        "document.getElementById('public-note').textContent"
+    )
 
 
 def test_keyboard_walk(site: Site, browser: Page, artifacts: Path) -> None:
@@ -345,6 +361,10 @@ def test_on_demand_links_when_a_server_is_configured(
         assert links(browser)["metal-amd64.iso"] == (
             "on-demand",
             f"http://127.0.0.1:9/image/{cli_id('{}')}/{VERSION}/metal-amd64.iso",
+        )
+        browser.wait_for("!document.getElementById('server-note').hidden")
+        assert "could not be reached" in browser.evaluate(
+            "document.getElementById('server-note').textContent"
         )
     finally:
         assert main(["site", "render", "--config", str(site.config), "--out", str(site.root)]) == 0
