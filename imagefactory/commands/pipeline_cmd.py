@@ -140,15 +140,11 @@ def run_publish(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     plan = json.loads(args.plan.read_bytes())
-    gen = publish(config, plan, tuple(args.stages.split(",")))
-    if gen is None:
-        report: dict[str, Any] = {"generation": None, "note": "nothing new to publish"}
-    else:
-        report = {"generation": gen.number, **(gen.report() or {})}
+    _, report = publish(config, plan, tuple(args.stages.split(",")))
     write_atomic(args.out, (json.dumps(report, indent=2) + "\n").encode())
     failed = report.get("failed", [])
     print(
-        f"published generation {report['generation']}: built {len(report.get('built', []))}, "
+        f"generation {report['generation'] or '(unchanged)'}: built {len(report.get('built', []))}, "
         f"reused {len(report.get('reused', []))}, failed {len(failed)} cells",
         file=sys.stderr,
     )

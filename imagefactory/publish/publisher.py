@@ -6,14 +6,21 @@ which cells were built, reused (kept) and failed, and is written beside the gene
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from imagefactory.config import Config
+from imagefactory.files import write_atomic
 from imagefactory.publish.content import ContentStore
 from imagefactory.publish.generations import Generation, assemble, current, publish_lock
-from imagefactory.publish.receipts import installer_receipt_path, read_receipt, receipt_path
+from imagefactory.publish.receipts import (
+    installer_receipt_path,
+    pipeline_dir,
+    read_receipt,
+    receipt_path,
+)
 from imagefactory.publish.site import site_files, site_key
 from imagefactory.schematic_dir import scan
 from imagefactory.sources import read_lock
@@ -37,8 +44,10 @@ def cell_images(cell: Mapping[str, Any]) -> list[str]:
     return sorted(names)
 
 
-def publish(config: Config, plan: Mapping[str, Any], stages: tuple[str, ...]) -> Generation | None:
-    """Publish a plan's built cells; None if the tree already is what the plan asks for."""
+def publish(
+    config: Config, plan: Mapping[str, Any], stages: tuple[str, ...]
+) -> tuple[Generation | None, dict[str, Any]]:
+    """Publish a plan's built cells and report; no generation if the tree would be the same."""
     with publish_lock(config):
         now = current(config)
         if (now.number if now else None) != plan["generation"]:
@@ -89,8 +98,12 @@ def publish(config: Config, plan: Mapping[str, Any], stages: tuple[str, ...]) ->
         for cell in cells.values():
             tree_files.update(cell["files"])
         if now is not None and tree_files == _files_of(previous):
-            _report_only(config, failed)
-            return None
+            report = {"generation": None, "built": [], "reused": reused, "failed": failed}
+            write_atomic(
+                pipeline_dir(config) / "last-report.json",
+                (json.dumps(report, indent=2) + "\n").encode(),
+            )
+            return None, report
         report = {
             "generation_from": now.number if now else None,
             "built": built,
@@ -111,7 +124,7 @@ def publish(config: Config, plan: Mapping[str, Any], stages: tuple[str, ...]) ->
             keys,
             report,
         )
-        return gen
+        return gen, {"generation": gen.number, **report}
 
 
 def _files_of(manifest: Mapping[str, Any]) -> dict[str, str]:
@@ -119,14 +132,3 @@ def _files_of(manifest: Mapping[str, Any]) -> dict[str, str]:
     for cell in manifest.get("cells", {}).values():
         files.update(cell["files"])
     return files
-
-
-def _report_only(config: Config, failed: list[dict[str, Any]]) -> None:
-    """Nothing new to publish: failures (if any) are still reported, beside the pipeline's work."""
-    import json  # noqa: PLC0415
-
-    from imagefactory.files import write_atomic  # noqa: PLC0415
-    from imagefactory.publish.receipts import pipeline_dir  # noqa: PLC0415
-
-    report = {"built": [], "failed": failed, "generation": None}
-    write_atomic(pipeline_dir(config) / "last-report.json", json.dumps(report, indent=2).encode())

@@ -73,12 +73,12 @@ def publish_inputs(wildcards):
 
 
 # The jobs' commands; each job's output goes to its log and to the terminal (progress lines).
-BUILD = f"{IF} pipeline build {CONFIG_ARG} {{params.job}} --out {{output}} 2>&1 | tee {{log}}"
+BUILD = f"{IF} pipeline build {CONFIG_ARG} {{params.job}} --out {{output}} 2>&1 | tee {{log}} >&2"
 INSTALLER = (
     f"{IF} pipeline installer {CONFIG_ARG} {{params.job}} --image {{wildcards.image}} "
-    "--out {output} 2>&1 | tee {log}"
+    "--out {output} 2>&1 | tee {log} >&2"
 )
 PUBLISH = (
     f"{IF} pipeline publish {CONFIG_ARG} --plan {shlex.quote(str(PLAN_FILE))} "
-    f"--stages {','.join(STAGES)} --out {{output}} 2>&1 | tee {{log}}"
+    f"--stages {','.join(STAGES)} --out {{output}} 2>&1 | tee {{log}} >&2"
 )
