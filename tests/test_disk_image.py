@@ -205,7 +205,8 @@ def test_4k_sectors(build: Builder, tmp_path: Path) -> None:
     raw = unpack(build("metal-amd64.raw.zst", NEW, FOUR_K_SCHEMATIC), tmp_path)
     table = partitions(raw, 4096)
     assert table["sectorsize"] == 4096 and table["label"] == "gpt"
-    assert [p["start"] * 4096 for p in table["partitions"]][0] == MIB  # type: ignore[attr-defined]
+    starts = [p["start"] * 4096 for p in table["partitions"]]  # type: ignore[attr-defined]
+    assert starts[0] == MIB
     found = check_filesystems(raw, tmp_path, 4096)
     assert meta.decode_partition(found["META"].read_bytes()) == {0xE: "dual-boot"}
 
@@ -261,31 +262,27 @@ def test_reproducible_across_fresh_stores(sample_release: Path, tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("asset", "schematic", "config_extra", "message"),
+    ("asset", "schematic", "message"),
     [
-        ("aws-amd64.ova", None, {}, "platform aws does not offer ova disk images"),
+        ("aws-amd64.ova", None, "platform aws does not offer ova disk images"),
         (
             "digital-ocean-arm64.raw.gz",
             None,
-            {},
             "platform digital-ocean is not supported for architecture arm64",
         ),
         (
             "metal-amd64-secureboot.raw.zst",
             None,
-            {},
             "error enhancing profile from schematic: secure boot is disabled",
         ),
         (
             "metal-amd64.raw.xz",
             SBC_SCHEMATIC,
-            {},
             "overlay rpi_generic is not supported for architecture amd64",
         ),
         (
             "metal-amd64.img",
             None,
-            {},
             'error parsing profile from path: invalid profile path: "metal-amd64.img"',
         ),
     ],
@@ -294,12 +291,12 @@ def test_bad_input(
     sample_release: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    *,
     asset: str,
     schematic: str | None,
-    config_extra: dict[str, object],
     message: str,
 ) -> None:
-    config = private_config(sample_release, tmp_path, **config_extra)
+    config = private_config(sample_release, tmp_path)
     path = write_schematic(tmp_path, schematic) if schematic else write_schematic(tmp_path)
     out = tmp_path / "out"
     argv = ["build", "--config", str(config), "--schematic", str(path), "--version", NEW]
