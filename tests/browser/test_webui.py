@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
 import urllib.error
 from pathlib import Path
 
@@ -373,3 +375,49 @@ def test_on_demand_links_when_a_server_is_configured(
 def test_unknown_page_is_404(site: Site) -> None:
     with pytest.raises(urllib.error.HTTPError):
         fetch(site.url + f"ui/schematics/{site.schematics['secret-lab'].id}/{VERSION}.html")
+
+
+def test_on_demand_through_the_server(site: Site, browser: Page, tmp_path: Path) -> None:
+    """`imagefactory serve` as the build server: the wizard registers its schematic there and the
+    on-demand link answers the built file."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server_url = f"http://127.0.0.1:{port}"
+    config = yaml.safe_load(site.config.read_text())
+    config["site"] = {**config["site"], "serverURL": server_url + "/"}
+    path = site.config.parent / "config-served.yaml"
+    path.write_text(yaml.safe_dump(config))
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [str(CLI), "serve", "--config", str(path), "--http", f"tcp:{port}:interface=127.0.0.1",
+         "--external-url", server_url + "/"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                fetch(server_url + "/healthz")
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert main(["site", "render", "--config", str(path), "--out", str(site.root)]) == 0
+        open_wizard(browser, site)
+        act(browser, set_value("cmdline", "talos.test=on-demand"))
+        _, sid = check_id(browser)
+        browser.wait_for("!document.getElementById('server-note').hidden")
+        note = browser.evaluate("document.getElementById('server-note').textContent")
+        assert "knows this schematic" in note
+        state, href = links(browser)["cmdline-metal-amd64"]
+        assert (state, href) == (
+            "on-demand",
+            f"{server_url}/{tree.image_path(sid, VERSION, 'cmdline-metal-amd64')}",
+        )
+        assert b"talos.test=on-demand" in fetch(href)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+        assert main(["site", "render", "--config", str(site.config), "--out", str(site.root)]) == 0
