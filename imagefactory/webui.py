@@ -36,7 +36,8 @@ STATIC_FILES = ("schematic.js", "wizard.js", "style.css")
 ID_RE = re.compile(r"^[0-9a-f]{64}$")
 # Placeholders the wizard substitutes into paths made by tree.py (a `v` keeps vtag() as is).
 ID_SLOT, VERSION_SLOT, ASSET_SLOT = "{id}", "v{version}", "{asset}"
-DOCS = "https://www.talos.dev"
+# Upstream's public factory: installer references in Talos docs and configs name this host.
+UPSTREAM_FACTORY_HOST = "factory.talos.dev"
 
 
 @dataclass
@@ -256,9 +257,8 @@ def site_data(config: Config, root: Path, public: list[PublicSchematic]) -> dict
         "signature": tree.SIGNATURE_SUFFIX,
         "serverURL": config.site.server_url,
         "registryHost": registry_host(config),
-        "factoryHost": urlsplit(config.external_url).netloc or "localhost",
         "hiddenExtensions": ["siderolabs/metal-agent"],
-        "mirror": mirror_snippet(urlsplit(config.external_url).netloc, config.external_url),
+        "mirror": mirror_snippet(config.external_url),
         "public": {
             p.schematic_id: {
                 "label": p.label,
@@ -284,13 +284,14 @@ def installer_refs(host: str, schematic_id: str, version: TalosVersion, platform
     return refs
 
 
-def mirror_snippet(factory_host: str, external_url: str) -> str:
-    """Machine config that sends a node's pulls of `<factory host>/installer/...` to this factory."""
+def mirror_snippet(external_url: str) -> str:
+    """Machine config that sends a node's pulls of upstream's installer images (the factory host
+    in upstream's docs and defaults) to this factory."""
     return (
         "machine:\n"
         "  registries:\n"
         "    mirrors:\n"
-        f"      {factory_host}:\n"
+        f"      {UPSTREAM_FACTORY_HOST}:\n"
         "        endpoints:\n"
         f"          - {external_url.rstrip('/')}\n"
     )
@@ -384,7 +385,6 @@ def render_site(config: Config, root: Path) -> list[str]:
         },
     )
     page(posixpath.join(UI, "schematics", "index.html"), "schematics.html", public=public)
-    factory_host = data["factoryHost"]
     for p in public:
         canonical = p.schematic.canonical().decode("utf-8", "surrogateescape")
         for tag in sorted(p.assets, reverse=True):
@@ -404,7 +404,7 @@ def render_site(config: Config, root: Path) -> list[str]:
                     for name in p.pxe.get(tag, [])
                 ],
                 installers=installer_refs(data["registryHost"], p.schematic_id, version, "metal"),
-                mirror=mirror_snippet(factory_host, config.external_url),
+                mirror=mirror_snippet(config.external_url),
                 signing_key=prefix + tree.SIGNING_KEY,
                 has_signing_key=(root / tree.SIGNING_KEY).is_file(),
                 server_url=config.site.server_url,
