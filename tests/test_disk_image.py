@@ -15,7 +15,12 @@ from build_helpers import private_config, write_schematic
 
 from imagefactory import meta
 from imagefactory.cli import main
+from imagefactory.errors import InvalidInput
+from imagefactory.platforms import assets_for
+from imagefactory.profile import resolve
 from imagefactory.sample import overlays
+from imagefactory.schematic import parse_schematic
+from imagefactory.versions import TalosVersion
 
 OLD, NEW = "v1.7.7", "v1.11.5"
 MIB = 1024 * 1024
@@ -304,3 +309,32 @@ def test_bad_input(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"imagefactory: error: {message}"]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_overlay_below_1_7_is_refused() -> None:
+    schematic = parse_schematic(SBC_SCHEMATIC.encode())
+    with pytest.raises(
+        InvalidInput, match=r"^overlay is not supported for Talos version v1\.6\.7$"
+    ):
+        resolve("metal-arm64.raw.xz", TalosVersion.parse("v1.6.7"), schematic)
+    assert (
+        resolve("metal-arm64.raw.xz", TalosVersion.parse("v1.7.0"), schematic).out_format.value
+        == "xz"
+    )
+
+
+def test_assets_for_lists_what_a_platform_offers() -> None:
+    v = TalosVersion.parse
+    assert assets_for("metal", "amd64", v("v1.11.5")) == (
+        "metal-amd64.raw.zst", "metal-amd64.iso", "cmdline-metal-amd64", "kernel-amd64",
+        "initramfs-amd64.xz", "installer-amd64.tar",
+    )  # fmt: skip
+    assert assets_for("aws", "amd64", v("v1.7.7")) == ("aws-amd64.raw.xz",)
+    assert assets_for("gcp", "arm64", v("v1.11.5")) == ("gcp-arm64.raw.tar.gz",)
+    assert assets_for("vmware", "amd64", v("v1.11.5"), secureboot=False)[0] == "vmware-amd64.ova"
+    assert assets_for("nocloud", "arm64", v("v1.11.5"), secureboot=True)[0] == (
+        "nocloud-arm64-secureboot.raw.zst"
+    )
+    assert assets_for("digital-ocean", "arm64", v("v1.11.5")) == ()  # amd64 only
+    assert assets_for("akamai", "amd64", v("v1.6.0")) == ()  # from 1.7
+    assert assets_for("aws", "amd64", v("v1.11.5"), secureboot=True) == ()  # no Secure Boot
