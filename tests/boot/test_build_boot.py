@@ -48,6 +48,7 @@ def built(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         "metal-amd64.iso",
         "metal-amd64-uki.efi",
         "metal-amd64-secureboot-uki.efi",
+        "metal-amd64.raw",
     ]
     out = base / "out"
     for asset in assets:
@@ -86,6 +87,13 @@ def check_markers(built: dict[str, Path], result: qemu.BootResult) -> str:
     return report.cmdline
 
 
+def assert_main_profile(seen: str) -> None:
+    """The default entry started the UKI's main profile (systemd 257, as Talos ships from 1.10):
+    the schematic's arguments, not the reset profile's wipe that comes after it."""
+    assert "talos.marker=factory-test" in seen
+    assert "talos.experimental.wipe" not in seen
+
+
 def test_kernel_and_initramfs_boot_directly(built: dict[str, Path]) -> None:
     cmdline = built["cmdline-metal-amd64"].read_text()
     result = qemu.boot(
@@ -105,6 +113,7 @@ def test_iso_boots(built: dict[str, Path], firmware: str) -> None:
     seen = check_markers(built, result)
     assert "talos.halt_if_installed=1" in seen and "talos.marker=factory-test" in seen
     assert META in seen
+    assert_main_profile(seen)
 
 
 def test_uki_boots_from_fat_under_ovmf(built: dict[str, Path]) -> None:
@@ -113,6 +122,15 @@ def test_uki_boots_from_fat_under_ovmf(built: dict[str, Path]) -> None:
     result = qemu.boot([*qemu.uefi_args(built["work"]), *drive], marker=DONE)
     seen = check_markers(built, result)
     assert "talos.marker=factory-test" in seen and META in seen
+    assert_main_profile(seen)
+
+
+def test_disk_image_boots_its_main_profile_under_ovmf(built: dict[str, Path]) -> None:
+    drive = ["-drive", f"file={built['metal-amd64.raw']},format=raw,if=virtio,snapshot=on"]
+    result = qemu.boot([*qemu.uefi_args(built["work"]), *drive], marker=DONE)
+    seen = check_markers(built, result)
+    assert_main_profile(seen)
+    assert META not in seen  # a disk image keeps META in its partition, not on the command line
 
 
 def test_secure_boot_uki_boots_with_secure_boot_on(built: dict[str, Path]) -> None:
