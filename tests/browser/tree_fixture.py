@@ -35,6 +35,10 @@ SCHEMATICS = {
     ),
 }
 PUBLIC = ("metal-gvisor", "rpi")
+# Listed with v1.11.5's catalogs but nothing built: the wizard's fields that start at 1.12
+# (bootloader, embedded machine config) need a version that has them; a pre-release, so the
+# default stays the newest stable version.
+CATALOG_ONLY = "v1.13.0-alpha.1"
 
 
 def _write(root: Path, path: str, data: bytes) -> None:
@@ -55,9 +59,10 @@ def _publish_file(root: Path, path: str, data: bytes) -> None:
 
 
 def _catalogs(root: Path, lock: dict[str, Any]) -> None:
-    tags = sorted(lock["versions"], key=TalosVersion.parse)
+    versions = {**lock["versions"], CATALOG_ONLY: lock["versions"][VERSION]}
+    tags = sorted(versions, key=TalosVersion.parse)
     _write(root, tree.VERSIONS, json.dumps(tags).encode())
-    for tag, entry in lock["versions"].items():
+    for tag, entry in versions.items():
         extensions = [
             {"name": n, "ref": e["ref"], "digest": e["digest"], "author": e["author"],
              "description": e["description"]}

@@ -21,7 +21,7 @@ from imagefactory import tree
 from imagefactory.cli import main
 from tests.browser.cdp import LOCAL, Page
 from tests.browser.conftest import REPO, Site
-from tests.browser.tree_fixture import VERSION
+from tests.browser.tree_fixture import CATALOG_ONLY, VERSION
 
 pytestmark = pytest.mark.browser
 
@@ -168,6 +168,28 @@ def test_sbc_wizard(site: Site, browser: Page, artifacts: Path) -> None:
     }
     assert links(browser)["cmdline-metal-arm64"][0] == "not-built"
     browser.screenshot(artifacts / "sbc-result.png")
+
+
+def test_bootloader_and_embedded_config_where_the_version_has_them(site: Site, browser: Page) -> None:
+    open_wizard(browser, site)
+    # Newest stable first: the pre-release is offered, not picked.
+    assert browser.evaluate("document.getElementById('version').value") == VERSION
+    groups = browser.evaluate("[...document.querySelectorAll('#version optgroup')].map(g => g.label)")
+    assert groups == ["1.13-pre", "1.11", "1.7"]
+    assert browser.evaluate("document.getElementById('bootloader-field').hidden")
+    assert browser.evaluate("document.getElementById('config-field').hidden")
+    act(browser, set_value("version", CATALOG_ONLY))
+    assert not browser.evaluate("document.getElementById('config-field').hidden")
+    act(browser, set_value("bootloader", "sd-boot"))
+    config = "version: v1alpha1\nmachine:\n  network:\n    hostname: 'yes'\n"
+    act(browser, set_value("embedded", config))
+    text, _ = check_id(browser)
+    assert yaml.safe_load(text)["customization"] == {
+        "embeddedMachineConfiguration": config,
+        "bootloader": "sd-boot",
+    }
+    query = browser.evaluate("location.search")
+    assert "bootloader=sd-boot" in query and "hostname" not in query
 
 
 def test_schematic_id_prefills(site: Site, browser: Page) -> None:
