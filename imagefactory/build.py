@@ -24,7 +24,12 @@ from imagefactory.imager.disk.asset import build_image
 from imagefactory.imager.efivars import AuthFiles, supplied_auth_files
 from imagefactory.imager.extensions import resolve_extensions
 from imagefactory.imager.initramfs import build_initramfs
-from imagefactory.imager.installer import assets_files, base_installer, build_installer
+from imagefactory.imager.installer import (
+    assets_files,
+    base_installer,
+    build_installer,
+    overlay_files,
+)
 from imagefactory.imager.iso import IsoInputs, build_iso
 from imagefactory.imager.overlay import get_options
 from imagefactory.imager.pesign import SecureBootSigner, sign
@@ -261,9 +266,13 @@ def _installer(build: Build, out: Path) -> None:
     """installer-<arch>.tar: the locked base installer plus the version's assets layer."""
     profile = build.profile
     entry = build.sources.version_entry(build.version)["installer"]
-    # Keyed by the base installer too: the asset key names the imager only.
+    overlay = build.schematic.overlay
+    # Keyed by the base installer (and overlay image) too: the asset key names the imager only.
     parts = {
         "installer": entry["digest"],
+        "overlay": build.sources.overlay_entry(build.version, overlay.name)["digest"]
+        if overlay.name
+        else "",
         "profile": profile.to_json(),
         "schematic": build.schematic.id,
         **build._signer_parts(),
@@ -285,10 +294,14 @@ def _installer(build: Build, out: Path) -> None:
             initramfs=None if with_uki else build.initramfs(),
             signed_name=profile.secureboot and not profile.quirks.unified_installer,
         )
+        layers = [files]
+        if overlay.name:
+            arch = profile.arch
+            layers.append(overlay_files(build.sources, build.version, arch, overlay, tar.parent))
         build_installer(
             tar,
             base_installer(build.sources, build.version, profile.arch),
-            files,
+            layers,
             arch=profile.arch,
             epoch=assets.epoch,
             two_layer_quirk=profile.quirks.installer_two_layers,

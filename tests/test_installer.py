@@ -186,3 +186,31 @@ def test_installer_answers_install_with_its_assets(
     failed = run_in(root, "/bin/installer", "install", "--arch", "amd64")
     assert failed.returncode == 1
     assert f"open /usr/install/amd64/{installed[0]}: no such file" in failed.stderr.decode()
+
+
+OVERLAY_SCHEMATIC = """\
+overlay:
+  image: siderolabs/sbc-raspberrypi
+  name: rpi_generic
+  options:
+    configTxtAppend: dtoverlay=vc4-kms-v3d
+"""
+
+
+def test_overlay_layer(config: Path, tmp_path: Path) -> None:
+    schematic = write_schematic(tmp_path, OVERLAY_SCHEMATIC)
+    assert build(config, "v1.11.5", "installer-arm64.tar", tmp_path / "out", schematic) == 0
+    files = members(tmp_path / "out" / "installer-arm64.tar")
+    (entry,) = json.loads(files["manifest.json"])
+    _, assets, overlay = (files[name] for name in entry["Layers"])
+    assert "usr/install/arm64/vmlinuz.efi" in layer_names(assets)
+    names = layer_names(overlay)
+    assert "overlay/artifacts/arm64/u-boot/rpi_generic/u-boot.bin" in names
+    assert "overlay/artifacts/arm64/dtb/broadcom/bcm2711-rpi-4-b.dtb" in names
+    assert {"overlay/installers/default", "overlay/extra-options"} <= set(names)
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(overlay))) as tar:
+        options = tar.extractfile("overlay/extra-options").read()  # type: ignore[union-attr]
+        installer = tar.getmember("overlay/installers/default")
+    assert options == b"configTxtAppend: dtoverlay=vc4-kms-v3d\n"
+    assert installer.mode == 0o755
+    assert len(json.loads(files[entry["Config"]])["rootfs"]["diff_ids"]) == 3

@@ -18,15 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.files import write_atomic
 from imagefactory.oci import media
-from imagefactory.oci.build import LayerFile, rfc3339, write_layer_entries
+from imagefactory.oci.build import LayerFile, rfc3339, tree_entries, write_layer_entries
 from imagefactory.oci.credentials import registry_credentials
 from imagefactory.oci.digest import sha256_bytes
 from imagefactory.oci.dockerarchive import ArchiveLayer, read_docker_archive, write_docker_archive
 from imagefactory.oci.model import Descriptor, Platform, canonical_json
-from imagefactory.oci.pull import pull_image
+from imagefactory.oci.pull import pull_image, unpack_image
 from imagefactory.oci.registry import RegistryTarget
 from imagefactory.oci.target import Target
 from imagefactory.platforms import get_platform
@@ -37,7 +39,7 @@ from imagefactory.store import Store
 if TYPE_CHECKING:
     from imagefactory.config import Config, PushRegistry
     from imagefactory.inputs import LockedSources
-    from imagefactory.schematic import Schematic
+    from imagefactory.schematic import Overlay, Schematic
     from imagefactory.versions import TalosVersion
 
 INSTALL_DIR = "usr/install"
@@ -99,7 +101,7 @@ def _kept_layers(base: BaseInstaller, two_layer_quirk: bool) -> int:
     return 1 if two_layer_quirk and len(base.layers) == 2 else len(base.layers)
 
 
-def _history(base: Mapping[str, Any], kept: int, created: str) -> list[dict[str, Any]]:
+def _history(base: Mapping[str, Any], kept: int, created: str, added: int) -> list[dict[str, Any]]:
     history = base.get("history")
     out: list[dict[str, Any]] = []
     layers = 0
@@ -112,14 +114,16 @@ def _history(base: Mapping[str, Any], kept: int, created: str) -> list[dict[str,
             layers += 1
         out.append(dict(item))
     out.extend({"created": created} for _ in range(kept - layers))
-    out.append({"created": created, "created_by": "imagefactory installer assets"})
+    out.extend({"created": created, "created_by": "imagefactory installer"} for _ in range(added))
     return out
 
 
-def installer_config(base: BaseInstaller, kept: int, diff_id: str, arch: str, epoch: int) -> bytes:
+def installer_config(
+    base: BaseInstaller, kept: int, diff_ids: Sequence[str], arch: str, epoch: int
+) -> bytes:
     """The base's config (entrypoint, env, labels) with this image's arch, layers and time."""
-    diff_ids = base.config.get("rootfs", {}).get("diff_ids")
-    if not isinstance(diff_ids, list) or len(diff_ids) < kept:
+    base_ids = base.config.get("rootfs", {}).get("diff_ids")
+    if not isinstance(base_ids, list) or len(base_ids) < kept:
         raise BuildError(f"{base.reference}: config lists fewer diff_ids than the image has layers")
     config: dict[str, Any] = copy.deepcopy(dict(base.config))
     created = rfc3339(epoch)
@@ -128,31 +132,64 @@ def installer_config(base: BaseInstaller, kept: int, diff_id: str, arch: str, ep
             "architecture": arch,
             "os": "linux",
             "created": created,
-            "rootfs": {"type": "layers", "diff_ids": [*diff_ids[:kept], diff_id]},
-            "history": _history(base.config, kept, created),
+            "rootfs": {"type": "layers", "diff_ids": [*base_ids[:kept], *diff_ids]},
+            "history": _history(base.config, kept, created, len(diff_ids)),
         }
     )
     config.pop("variant", None)
     return canonical_json(config)
 
 
+def overlay_files(
+    sources: LockedSources, version: TalosVersion, arch: str, overlay: Overlay, work: Path
+) -> list[LayerFile]:
+    """The overlay layer: `overlay/artifacts/**`, `overlay/installers/default` (the schematic's
+    installer) and `overlay/extra-options` (its options as YAML), from the arch's overlay image."""
+    entry = sources.overlay_entry(version, overlay.name)
+    image = pull_image(sources.target, entry["repository"], entry["digest"], arch)
+    root = work / "overlay-image"
+    unpack_image(sources.target, image, root, sources.blobs)
+    installer = root / "installers" / overlay.name
+    if not installer.is_file() or not (root / "artifacts").is_dir():
+        raise BuildError(
+            f"overlay {overlay.name!r}: the image lacks artifacts/ or installers/{overlay.name}"
+        )
+    files = [
+        LayerFile(f"overlay/{e.path}", e.mode, e.kind, e.data, e.source, e.target)
+        for e in tree_entries(root)
+        if e.path == "artifacts" or e.path.startswith("artifacts/")
+    ]
+    options = (
+        yaml.safe_dump(dict(overlay.options), sort_keys=True).encode() if overlay.options else b""
+    )
+    files += [
+        LayerFile("overlay/installers/default", 0o755, source=installer),
+        LayerFile("overlay/extra-options", 0o644, data=options),
+    ]
+    return files
+
+
 def build_installer(
     out: Path,
     base: BaseInstaller,
-    files: Sequence[LayerFile],
+    layers: Sequence[Sequence[LayerFile]],
     *,
     arch: str,
     epoch: int,
     two_layer_quirk: bool,
 ) -> None:
-    """Write `installer-<arch>.tar`: the base's tools layer(s), then the assets layer."""
+    """Write `installer-<arch>.tar`: the base's tools layer(s), then the assets layer (and the
+    overlay's, if any)."""
     kept = _kept_layers(base, two_layer_quirk)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".installer-") as tmp:
-        layer_path = Path(tmp) / "assets.tar.gz"
-        desc, diff_id = write_layer_entries(files, layer_path, mtime=epoch)
-        config = installer_config(base, kept, diff_id, arch, epoch)
-        layers = [*base.layers[:kept], ArchiveLayer(desc.digest, layer_path)]
-        write_docker_archive(out, config, layers, [base.reference])
+        written, diff_ids = [], []
+        for i, files in enumerate(layers):
+            layer_path = Path(tmp) / f"layer-{i}.tar.gz"
+            desc, diff_id = write_layer_entries(files, layer_path, mtime=epoch)
+            written.append(ArchiveLayer(desc.digest, layer_path))
+            diff_ids.append(diff_id)
+        config = installer_config(base, kept, diff_ids, arch, epoch)
+        write_docker_archive(out, config, [*base.layers[:kept], *written], [base.reference])
 
 
 # -- both arches: the OCI image ----------------------------------------------------------------
