@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from build_helpers import private_config, write_schematic
+from build_helpers import pcr_key, private_config, signing_pair, write_schematic
 
 from imagefactory.cli import main
 from imagefactory.config import load_config
@@ -214,3 +214,35 @@ def test_overlay_layer(config: Path, tmp_path: Path) -> None:
     assert options == b"configTxtAppend: dtoverlay=vc4-kms-v3d\n"
     assert installer.mode == 0o755
     assert len(json.loads(files[entry["Config"]])["rootfs"]["diff_ids"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("version", "uki_name"), [("v1.7.7", "vmlinuz.efi.signed"), ("v1.11.5", "vmlinuz.efi")]
+)
+def test_secureboot_installer_carries_signed_boot_files(
+    sample_release: Path, tmp_path: Path, version: str, uki_name: str
+) -> None:
+    key, cert = signing_pair(tmp_path, "db", "installer test")
+    sb = {
+        "signingKeyPath": str(key),
+        "signingCertPath": str(cert),
+        "pcrKeyPath": str(pcr_key(tmp_path)),
+    }
+    config = private_config(sample_release, tmp_path / "sb", secureBoot=sb)
+    schematic = write_schematic(tmp_path, SCHEMATIC)
+    asset = "installer-amd64-secureboot.tar"
+    assert build(config, version, asset, tmp_path / "out", schematic) == 0
+    files = members(tmp_path / "out" / asset)
+    (entry,) = json.loads(files["manifest.json"])
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(files[entry["Layers"][-1]]))) as tar:
+        assert sorted(tar.getnames()) == sorted(
+            [f"usr/install/amd64/{uki_name}", "usr/install/amd64/systemd-boot.efi"]
+        )
+        tar.extractall(tmp_path / "layer", filter="data")
+    for name in (uki_name, "systemd-boot.efi"):
+        listed = subprocess.run(
+            ["sbverify", "--cert", str(cert), str(tmp_path / "layer/usr/install/amd64" / name)],
+            capture_output=True,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
