@@ -244,6 +244,8 @@ def site_data(config: Config, root: Path, public: list[PublicSchematic]) -> dict
     return {
         "groups": minor_groups(versions),
         "defaultVersion": default_version(versions),
+        # Overlays (SBC boards) start at Talos 1.7.
+        "sbcVersions": [tree.vtag(v) for v in versions if quirks_for(v).overlays],
         "paths": {
             "image": tree.image_path(ID_SLOT, VERSION_SLOT, ASSET_SLOT),
             "pxe": tree.pxe_path(ID_SLOT, VERSION_SLOT, ASSET_SLOT),

@@ -131,6 +131,11 @@ function currentState() {
 
 async function renderControls(state) {
   for (const input of form.querySelectorAll("input[name=target]")) input.checked = input.value === state.target;
+  const sbcOnly = state.target === "sbc";
+  for (const o of $("version").options) o.disabled = sbcOnly && !data.sbcVersions.includes(o.value);
+  if (sbcOnly && !data.sbcVersions.includes(state.version) && data.sbcVersions.length) {
+    state.version = data.sbcVersions.includes(data.defaultVersion) ? data.defaultVersion : data.sbcVersions[0];
+  }
   $("version").value = state.version;
   const v = await getJSON(fill(data.paths.version, { version: state.version }));
   const sbc = state.target === "sbc", cloud = state.target === "cloud";

@@ -21,7 +21,7 @@ from imagefactory import tree
 from imagefactory.cli import main
 from tests.browser.cdp import LOCAL, Page
 from tests.browser.conftest import REPO, Site
-from tests.browser.tree_fixture import CATALOG_ONLY, VERSION
+from tests.browser.tree_fixture import CATALOG_ONLY, CATALOG_ONLY_OLD, VERSION
 
 pytestmark = pytest.mark.browser
 
@@ -153,7 +153,13 @@ def test_cloud_wizard(site: Site, browser: Page, artifacts: Path) -> None:
 
 def test_sbc_wizard(site: Site, browser: Page, artifacts: Path) -> None:
     rpi = site.schematics["rpi"]
-    open_wizard(browser, site, "?target=sbc")
+    # Boards start at Talos 1.7: older versions are not offered, a link to one moves on.
+    open_wizard(browser, site, f"?target=sbc&version={CATALOG_ONLY_OLD}")
+    assert browser.evaluate("document.getElementById('version').value") == VERSION
+    disabled = browser.evaluate(
+        "[...document.getElementById('version').options].filter(o => o.disabled).map(o => o.value)"
+    )
+    assert disabled == [CATALOG_ONLY_OLD]
     assert browser.evaluate("document.getElementById('board').value") == "rpi_generic"
     assert browser.evaluate("document.getElementById('arch').value") == "arm64"
     text, sid = check_id(browser)
@@ -170,12 +176,16 @@ def test_sbc_wizard(site: Site, browser: Page, artifacts: Path) -> None:
     browser.screenshot(artifacts / "sbc-result.png")
 
 
-def test_bootloader_and_embedded_config_where_the_version_has_them(site: Site, browser: Page) -> None:
+def test_bootloader_and_embedded_config_where_the_version_has_them(
+    site: Site, browser: Page
+) -> None:
     open_wizard(browser, site)
     # Newest stable first: the pre-release is offered, not picked.
     assert browser.evaluate("document.getElementById('version').value") == VERSION
-    groups = browser.evaluate("[...document.querySelectorAll('#version optgroup')].map(g => g.label)")
-    assert groups == ["1.13-pre", "1.11", "1.7"]
+    groups = browser.evaluate(
+        "[...document.querySelectorAll('#version optgroup')].map(g => g.label)"
+    )
+    assert groups == ["1.13-pre", "1.11", "1.7", "1.6"]
     assert browser.evaluate("document.getElementById('bootloader-field').hidden")
     assert browser.evaluate("document.getElementById('config-field').hidden")
     act(browser, set_value("version", CATALOG_ONLY))

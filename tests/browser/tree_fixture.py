@@ -39,6 +39,8 @@ PUBLIC = ("metal-gvisor", "rpi")
 # (bootloader, embedded machine config) need a version that has them; a pre-release, so the
 # default stays the newest stable version.
 CATALOG_ONLY = "v1.13.0-alpha.1"
+# Before overlays (1.7): no SBC target.
+CATALOG_ONLY_OLD = "v1.6.7"
 
 
 def _write(root: Path, path: str, data: bytes) -> None:
@@ -59,7 +61,8 @@ def _publish_file(root: Path, path: str, data: bytes) -> None:
 
 
 def _catalogs(root: Path, lock: dict[str, Any]) -> None:
-    versions = {**lock["versions"], CATALOG_ONLY: lock["versions"][VERSION]}
+    copied = lock["versions"][VERSION]
+    versions = {**lock["versions"], CATALOG_ONLY: copied, CATALOG_ONLY_OLD: copied}
     tags = sorted(versions, key=TalosVersion.parse)
     _write(root, tree.VERSIONS, json.dumps(tags).encode())
     for tag, entry in versions.items():
