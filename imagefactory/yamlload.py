@@ -12,6 +12,7 @@ import binascii
 import functools
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +124,49 @@ def _fail(source: str, line: int, message: str) -> InvalidInput:
     return InvalidInput(f"{source}: yaml: {where}{message}")
 
 
+# go-yaml v4 rc.6 and later read YAML 1.2's character set: DEL and the C1 controls (0x7F-0x9F)
+# are accepted, which libyaml refuses. They stand in as private-use characters while libyaml reads
+# and are swapped back in the composed nodes: one character for one, so lines and columns hold.
+_YAML12_ONLY = re.compile(rb"\x7f|\xc2[\x80-\x84\x86-\x9f]")
+_C1_AND_DEL = (0x7F, *range(0x80, 0x85), *range(0x86, 0xA0))
+# Private-use blocks of 256 (planes 15 and 16): the first the document does not use.
+_STAND_IN_BASES = (*range(0x100000, 0x10FF00, 0x100), *range(0xF0000, 0xFFF00, 0x100))
+
+
+def _with_stand_ins(data: bytes) -> tuple[bytes, dict[int, int] | None]:
+    """`data` with DEL/C1 replaced, and the table that restores them (None: nothing replaced)."""
+    if not _YAML12_ONLY.search(data):
+        return data, None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data, None  # the reader reports the bad octet
+    used = set(text)
+    for base in _STAND_IN_BASES:
+        forward = {c: base + c for c in _C1_AND_DEL}
+        if not any(chr(v) in used for v in forward.values()):
+            return text.translate(forward).encode(), {v: c for c, v in forward.items()}
+    return data, None
+
+
+def _restore(root: Node, table: dict[int, int]) -> None:
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        node.value = node.value.translate(table)
+        node.anchor = node.anchor.translate(table)
+        node.tag = node.tag.translate(table)
+        stack.extend(node.children)
+
+
+def _reader_message(exc: yaml.YAMLError) -> str:
+    """libyaml's reader errors in go-yaml v4's words: `control characters are not allowed (value: 1)`."""
+    reason, character = getattr(exc, "reason", None), getattr(exc, "character", None)
+    if isinstance(reason, str) and isinstance(character, int):
+        return f"{reason} (value: {character})" if character >= 0 else reason
+    return " ".join(str(exc).split())
+
+
 def compose_first_document(
     data: bytes, source: str, *, max_bytes: int | None = None, what: str = "schematic"
 ) -> Node:
@@ -130,19 +174,23 @@ def compose_first_document(
     max_bytes = limits().schematic_bytes if max_bytes is None else max_bytes
     if len(data) > max_bytes:
         raise InvalidInput(f"{source}: {what} is larger than {max_bytes} bytes")
+    data, restore = _with_stand_ins(data)
     parser: Any = _Parser(data) if _Parser is not None else yaml.Loader(data)
     try:
         root = _compose(parser, source, limits().depth)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
-        raise _fail(source, line, str(exc.problem or exc.context)) from None
+        message = str(exc.problem or exc.context)
+        raise _fail(source, line, message.translate(restore or {})) from None
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"{source}: yaml: {' '.join(str(exc).split())}") from None
+        raise InvalidInput(f"{source}: yaml: {_reader_message(exc)}") from None
     finally:
         parser.dispose()
     if root is None:
         raise InvalidInput(f"{source}: {what} is empty (no YAML document)")
+    if restore is not None:
+        _restore(root, restore)
     return root
 
 
@@ -161,6 +209,8 @@ def compose_fast(data: bytes) -> Any:
     """
     bounds = limits()
     if _FastParser is None or len(data) > bounds.schematic_bytes or b"&" in data or b"*" in data:
+        return None
+    if _YAML12_ONLY.search(data):
         return None
     if sum(map(data.count, _COLLECTION_INDICATORS)) > bounds.depth:
         return None
