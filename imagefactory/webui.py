@@ -415,7 +415,18 @@ def render_site(config: Config, root: Path) -> list[str]:
         files[posixpath.join(STATIC, name)] = (SITE_DIR / "static" / name).read_bytes()
     for path, content in sorted(files.items()):
         write_atomic(root / path, content)
+    _drop_stale(root / UI, {root / path for path in files})
     return sorted(files)
+
+
+def _drop_stale(ui_dir: Path, written: set[Path]) -> None:
+    """Remove UI files an earlier render left (a schematic no longer public keeps no page)."""
+    for path in sorted(ui_dir.rglob("*"), reverse=True):
+        if path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif path not in written:
+            path.unlink()
 
 
 def render(config: Config, out: Path) -> list[str]:

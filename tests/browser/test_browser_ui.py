@@ -358,6 +358,24 @@ def test_nothing_lists_private_schematics(site: Site) -> None:
     assert set(public) == {site.schematics["metal-gvisor"].id, site.schematics["rpi"].id}
 
 
+def test_a_schematic_made_private_loses_its_pages(site: Site, tmp_path: Path) -> None:
+    config = yaml.safe_load(site.config.read_text())
+    config["site"] = {**config["site"], "publicSchematics": ["rpi"]}
+    path = site.config.parent / "config-fewer.yaml"
+    path.write_text(yaml.safe_dump(config))
+    gvisor = site.schematics["metal-gvisor"]
+    page = site.root / f"ui/schematics/{gvisor.id}/{VERSION}.html"
+    assert page.is_file()
+    try:
+        assert main(["site", "render", "--config", str(path), "--out", str(site.root)]) == 0
+        assert not page.exists() and not page.parent.exists()
+        assert gvisor.id not in (site.root / "ui" / "data.json").read_text()
+        assert (site.root / tree.image_path(gvisor.id, VERSION, "kernel-amd64")).is_file()
+    finally:
+        assert main(["site", "render", "--config", str(site.config), "--out", str(site.root)]) == 0
+    assert page.is_file()
+
+
 def test_render_refuses_bad_input(
     site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
