@@ -77,13 +77,40 @@ class Registry:
         if self.assets.config.registry is not None:
             raise Redirect(await self._in_registry(image, schematic_id, kind, reference))
         relative = f"v2/{image}/{schematic_id}/{kind}/{reference}"
-        found = self.assets.public_file(relative)
-        if found is None:
-            raise NotFound(f"{kind.removesuffix('s')} unknown: {image}/{schematic_id}:{reference}")
+        found = self.assets.public_file(relative) or await self._built(
+            image, schematic_id, kind, reference, relative
+        )
         if kind == "blobs":
             headers = {**API_HEADERS, "Docker-Content-Digest": reference}
             return FileResponse(found, "application/octet-stream", headers=headers)
         return self._manifest(found)
+
+    async def _built(
+        self, image: str, schematic_id: str, kind: str, reference: str, relative: str
+    ) -> Path:
+        """No registry configured: the installer built into the store's own v2 tree on demand."""
+        root = self.builds.root
+        if not (root / relative).is_file() and kind == "manifests" and reference.startswith("v"):
+            version = parse_version(reference)
+            self.catalog.check(version)
+            await self.builds.build(self._installer_job(image, schematic_id, version.tag, root))
+        if not (root / relative).is_file():
+            raise NotFound(f"{kind.removesuffix('s')} unknown: {image}/{schematic_id}:{reference}")
+        return root / relative
+
+    def _installer_job(
+        self, image: str, schematic_id: str, tag: str, v2_root: Path | None = None
+    ) -> Job:
+        _, schematic_file = self.schematics.find(schematic_id)
+        platform, secureboot = image_parts(image)
+        argv = ["installer", "--schematic", str(schematic_file), "--version", tag]
+        if platform is not None:
+            argv += ["--platform", platform]
+        if secureboot:
+            argv.append("--secureboot")
+        if v2_root is not None:
+            argv += ["--v2-root", str(v2_root)]
+        return Job(("installer", image, schematic_id, tag), f"{image}:{tag}", tuple(argv))
 
     async def _in_registry(self, image: str, schematic_id: str, kind: str, reference: str) -> str:
         """The registry URL to redirect to: by digest, the installer made and signed first."""
@@ -98,19 +125,7 @@ class Registry:
         key = (image, schematic_id, version.tag)
         digest = self._verified.get(key)
         if digest is None:
-            _, schematic_file = self.schematics.find(schematic_id)
-            platform, secureboot = image_parts(image)
-            argv = [
-                "installer",
-                "--schematic", str(schematic_file),
-                "--version", version.tag,
-            ]  # fmt: skip
-            if platform is not None:
-                argv += ["--platform", platform]
-            if secureboot:
-                argv.append("--secureboot")
-            job = Job(("installer", *key), f"{image}:{version.tag}", tuple(argv))
-            report = await self.builds.build(job)
+            report = await self.builds.build(self._installer_job(image, schematic_id, version.tag))
             digest = str(report.get("digest", ""))
             if not DIGEST.fullmatch(digest):
                 raise BuildError(f"{image}:{version.tag}: the worker reported no digest")

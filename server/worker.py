@@ -5,8 +5,9 @@
 the asset into the store, then places DIR/A with its `.sha256` and `.sha512` beside it: all written
 to a temporary directory first, sidecars renamed into place before the asset, so a reader that
 finds the asset finds it whole. `... installer --schematic FILE --version V [--platform P]
-[--secureboot]` answers the digest of the signed installer in the configured registry, building,
-pushing and signing it unless one whose signature verifies is there. The last line on stdout is
+[--secureboot] [--v2-root DIR]` answers the digest of the signed installer in the configured
+registry, building, pushing and signing it unless one whose signature verifies is there (with
+--v2-root, no registry: the installer laid out as a static v2 tree under DIR). The last line on stdout is
 JSON: {"status": 200, ...} or {"status", "error"}.
 """
 
@@ -31,7 +32,12 @@ from imagefactory.cli import one_line
 from imagefactory.commands import read_schematic
 from imagefactory.config import Config, load_config
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
-from imagefactory.imager.installer import image_name, push_installer
+from imagefactory.imager.installer import (
+    image_name,
+    installer_image,
+    push_installer,
+    write_v2_tree,
+)
 from imagefactory.oci.credentials import registry_credentials
 from imagefactory.oci.registry import RegistryTarget
 from imagefactory.publish.content import Digests
@@ -92,10 +98,19 @@ def installer_digest(
     config: Config,
     schematic: Schematic,
     version: TalosVersion,
+    *,
     platform: str | None,
     secureboot: bool,
+    v2_root: Path | None,
 ) -> str:
-    """The digest of the tagged installer in the registry if its signature verifies, else a new push."""
+    """The digest of the tagged installer in the registry if its signature verifies, else a new
+    push; with `v2_root` (no registry), the installer laid out as a static v2 tree there."""
+    if v2_root is not None:
+        image = installer_image(
+            config, schematic, version, platform=platform, secureboot=secureboot
+        )
+        write_v2_tree(image, v2_root, schematic.id, version.tag)
+        return image.digest
     registry = config.registry
     if registry is None or registry.signing_key is None:
         raise InvalidInput("no registry with a signing key is configured")
@@ -138,6 +153,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     installer.add_argument("--version", required=True)
     installer.add_argument("--platform")
     installer.add_argument("--secureboot", action="store_true")
+    installer.add_argument("--v2-root", type=Path, help="no registry: write a static v2 tree here")
     return parser.parse_args(argv)
 
 
@@ -160,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             place(built, args.dest, args.asset, key)
         else:
             result["digest"] = installer_digest(
-                config, schematic, version, args.platform, args.secureboot
+                config,
+                schematic,
+                version,
+                platform=args.platform,
+                secureboot=args.secureboot,
+                v2_root=args.v2_root,
             )
         code = 0
     except FactoryError as exc:

@@ -97,6 +97,26 @@ def test_containerd_resolver_rules(registry_server: tuple[Served, str]) -> None:
     assert "sha256:" + hashlib.sha256(by_digest.content).hexdigest() == digest
     latest = requests.get(f"{base}/latest", timeout=10)
     assert latest.content == by_digest.content
-    missing = requests.get(f"{base}/v1.7.7", timeout=10)
+    missing = requests.get(f"{base}/v1.8.0", timeout=10)  # not a version of the lock
     assert missing.status_code == 404
     assert requests.get(f"{base}/-bad", timeout=10).status_code == 400
+
+
+def test_unpublished_installer_is_built_into_the_stores_v2_tree(
+    registry_server: tuple[Served, str], tmp_path: Path
+) -> None:
+    served, _ = registry_server
+    host = served.url.removeprefix("http://")
+    reference = f"docker://{host}/installer/{VANILLA}:v1.7.7"
+    copied = skopeo("copy", "--all", "--src-tls-verify=false", reference, f"dir:{tmp_path / 'out'}")
+    assert copied.returncode == 0, copied.stderr.decode()
+    index = (tmp_path / "out" / "manifest.json").read_bytes()
+    assert {m["platform"]["architecture"] for m in json.loads(index)["manifests"]} == {
+        "amd64",
+        "arm64",
+    }
+    built = served.store / "ondemand" / "v2" / "installer" / VANILLA / "manifests" / "v1.7.7"
+    assert built.read_bytes() == index
+    assert not (
+        served.config.parent / "gen-1" / "v2" / "installer" / VANILLA / "manifests" / "v1.7.7"
+    ).exists()
