@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from imagefactory.errors import FactoryError, InvalidInput
-from imagefactory.files import os_error, read_bounded, write_atomic
+from imagefactory.files import error_of, read_bounded, write_atomic
 from imagefactory.oci.digest import add_verified, check_digest, file_chunks
 from imagefactory.oci.target import Target
 
@@ -137,10 +137,6 @@ _NEW_PREFIX = ".new-"
 UNLOCKED_DEBRIS_SECONDS = 24 * 3600
 
 
-def _store_error(exc: OSError, path: Path) -> FactoryError:
-    return os_error(exc, path, "store")
-
-
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """An exclusive lock on `path`.lock, so parallel builds of one key do the work once.
@@ -162,7 +158,7 @@ def locked(path: Path) -> Iterator[None]:
                 break
             os.close(fd)
     except OSError as exc:
-        raise _store_error(exc, lock_path) from None
+        raise error_of(exc) from None
     try:
         yield
     finally:
@@ -241,7 +237,7 @@ def scratch(parent: Path, prefix: str) -> Iterator[Path]:
         sweep(parent)
         new = Path(tempfile.mkdtemp(dir=parent, prefix=_NEW_PREFIX))
     except OSError as exc:
-        raise _store_error(exc, parent) from None
+        raise error_of(exc) from None
     fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
