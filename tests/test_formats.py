@@ -224,3 +224,17 @@ def test_ova_order_manifest_and_vmdk(tmp_path: Path) -> None:
         check=True,
     )
     assert digest(back) == digest(raw)
+
+
+@pytest.mark.parametrize("out_format", [OutFormat.ZSTD, OutFormat.XZ, OutFormat.GZ])
+def test_output_depends_on_content_not_on_holes(tmp_path: Path, out_format: OutFormat) -> None:
+    """The same bytes, once sparse and once with its zeros written out, compress identically."""
+    sparse = mixed(tmp_path / "sparse.raw", size=48 * MIB + 3)
+    dense = tmp_path / "dense.raw"
+    dense.write_bytes(sparse.read_bytes())
+    outs = []
+    for raw in (sparse, dense):
+        out = tmp_path / f"{raw.name}.{out_format.value}"
+        compress_file(raw, out, out_format)
+        outs.append(digest(out))
+    assert outs[0] == outs[1]

@@ -1,6 +1,6 @@
 """Compress a sparse file without paying for its holes or for data that is compressed already.
 
-The file is walked with SEEK_DATA/SEEK_HOLE. Holes (and all-zero chunks) become precomputed zero runs;
+The file is walked with SEEK_DATA/SEEK_HOLE in 1 MiB chunks. Holes (and all-zero chunks) become precomputed zero runs;
 each data chunk is tried with zlib level 1 on a sample, and chunks that do not shrink are stored;
 the rest goes through the plain tool at the profile's level. The pieces are concatenated frames,
 streams or members, which every standard decompressor reads as one file.
@@ -9,6 +9,7 @@ streams or members, which every standard decompressor reads as one file.
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import zlib
 from collections.abc import Iterator
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from imagefactory import tools
-from imagefactory.imager.disk.sparse import data_runs
 from imagefactory.imager.formats.codecs import CODECS, Codec
 from imagefactory.platforms import OutFormat
 
@@ -63,18 +63,34 @@ def pieces(fd: int, size: int) -> Iterator[tuple[Kind, int, int]]:
             yield pending
         pending = (kind, offset, length)
 
-    position = 0
-    for start, length in data_runs(fd, size):
-        if start > position:
-            yield from emit(Kind.ZEROS, position, start - position)
-        for at in range(start, start + length, CHUNK):
-            chunk = os.pread(fd, min(CHUNK, start + length - at), at)
+    # Chunks sit on a fixed grid and are judged by their bytes, so the output depends only on the
+    # content: where the file system happens to keep extents or holes must not change a byte.
+    offset = 0
+    while offset < size:
+        data = _next_data(fd, offset, size)
+        aligned = min(size, data // CHUNK * CHUNK)
+        if aligned > offset:
+            yield from emit(Kind.ZEROS, offset, aligned - offset)
+            offset = aligned
+        if offset >= size:
+            break
+        hole = os.lseek(fd, data, os.SEEK_HOLE)
+        end = min(size, -(-hole // CHUNK) * CHUNK)
+        for at in range(offset, end, CHUNK):
+            chunk = os.pread(fd, min(CHUNK, end - at), at)
             yield from emit(classify(chunk), at, len(chunk))
-        position = start + length
-    if size > position:
-        yield from emit(Kind.ZEROS, position, size - position)
+        offset = end
     if pending:
         yield pending
+
+
+def _next_data(fd: int, offset: int, size: int) -> int:
+    try:
+        return os.lseek(fd, offset, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # only a hole is left
+            return size
+        raise
 
 
 def compress_file(src: Path, out: Path, out_format: OutFormat) -> None:
