@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from imagefactory import tree
-from imagefactory.errors import InvalidInput, NotFound
+from imagefactory.errors import FactoryError, InvalidInput, NotFound
 from imagefactory.signing.keys import load_private_key, public_key_pem
 from server.assets import Assets, parse_version
 from server.catalog import Catalog
@@ -15,7 +15,7 @@ from server.metrics import Metrics
 from server.pxe import split_platform_arch
 from server.registry import Registry
 from server.schematics import Schematics
-from server.web import TEXT, FactoryRequest, FileResponse, Response, Route, route
+from server.web import TEXT, FactoryRequest, FileResponse, Response, Route, Unavailable, route
 
 # What a `filename=` override may hold: it goes inside a quoted header parameter.
 _FILENAME = re.compile(r"[A-Za-z0-9._+-]{1,255}")
@@ -46,6 +46,14 @@ class Api:
         return FileResponse(found, content_type) if found else None
 
     async def health(self, request: FactoryRequest) -> Response:
+        return Response(b"")
+
+    async def ready(self, request: FactoryRequest) -> Response:
+        """Ready when the lock the builds use can be read (it names the versions served)."""
+        try:
+            self.catalog.versions()
+        except (FactoryError, OSError) as exc:
+            raise Unavailable(f"not ready: {exc}") from None
         return Response(b"")
 
     async def metrics_text(self, request: FactoryRequest) -> Response:
@@ -141,7 +149,7 @@ class Api:
 def routes(api: Api) -> list[Route]:
     return [
         route("healthz", "GET,HEAD", "/healthz", api.health),  # /healthz
-        route("readyz", "GET,HEAD", "/readyz", api.health),  # /readyz
+        route("readyz", "GET,HEAD", "/readyz", api.ready),  # /readyz
         route("metrics", "GET", "/metrics", api.metrics_text),  # /metrics
         route("schematics", "POST", "/schematics", api.create_schematic),  # /schematics
         # /schematics/<id>

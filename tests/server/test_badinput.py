@@ -179,3 +179,17 @@ def test_server_still_serves_after_the_corpus(served: Served) -> None:
         served.metric("imagefactory_http_requests_total", method="GET", route="image", status="500")
         == 0
     )
+
+
+def test_readyz_needs_a_readable_lock(served: Served) -> None:
+    lock = served.config.parent / "sources.lock.json"
+    saved = lock.read_bytes()
+    try:
+        lock.write_text("{ not json")
+        answer = served.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.text.startswith("not ready: ")
+        assert served.get("/healthz").status_code == 200
+    finally:
+        lock.write_bytes(saved)
+    assert served.get("/readyz").status_code == 200
