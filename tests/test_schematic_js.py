@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from imagefactory.schematic import parse_schematic
 from tests.test_goyaml import STRINGS
+from tests.test_schematic import VECTORS
 
 MODULE = Path(__file__).resolve().parent.parent / "site" / "static" / "schematic.js"
 COUNT = 12_000
@@ -248,16 +250,10 @@ def test_hard_strings_are_all_used() -> None:
 
 
 def test_upstream_vectors_in_node() -> None:
-    vectors = {
-        "{}": "376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba",
-        '{"customization": {"extraKernelArgs": ["noapic", "nolapic"]}}': "9cba8e32753f91a16c1837ab8abf356af021706ef284aef07380780177d9a06c",
-        '{"customization": {"meta": [{"key": 10, "value": "foo"}], "extraKernelArgs": [], "systemExtensions": {}}}': "d308a2a5ee2277bed5fbaa104fcbc8d59122abfa737df987a95b4ca763459a7f",
-        '{"overlay": {"name": "rpi_generic", "image": "siderolabs/sbc-raspberrypi"}}': "ee21ef4a5ef808a9b7484cc0dda0f25075021691c8c09a276591eedb638ea1f9",
-        '{"customization":{"secureboot": {"includeWellKnownCertificates": true}}}': "fa8e05f142a851d3ee568eb0a8e5841eaf6b0ebc8df9a63df16ac5ed2c04f3e6",
-        '{"customization":{"diskImage": {"sectorSize": 4096}}}': "92833e9ddd9bb9e11b2464fa5525429f01866306d52ebd882ee08d7918f6d1ea",
-    }
-    results = node_canonical(list(vectors))
-    assert [sid for _, sid in results] == list(vectors.values())
+    """tests/test_schematic.py's upstream vectors (bodies read as YAML, handed over as JSON)."""
+    documents = [json.dumps(yaml.safe_load(body)) for body, _, _ in VECTORS]
+    results = node_canonical(documents)
+    assert [(c.encode(), sid) for c, sid in results] == [(c, sid) for _, c, sid in VECTORS]
 
 
 def test_node_matches_python_on_generated_schematics() -> None:
