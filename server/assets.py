@@ -13,10 +13,13 @@ from imagefactory import tree
 from imagefactory.config import Config
 from imagefactory.errors import NotFound
 from imagefactory.profile import OutputKind, parse_asset_path, resolve
+from imagefactory.schematic import Schematic
 from imagefactory.versions import TalosVersion
 from server.builds import Builds, Job
 from server.catalog import Catalog
 from server.schematics import Schematics
+
+CANONICAL_CACHE = 100_000
 
 
 def parse_version(text: str) -> TalosVersion:
@@ -31,6 +34,18 @@ class Assets:
         self.schematics = schematics
         self.catalog = catalog
         self.builds = builds
+        self._canonical: dict[tuple[str, str, str], str] = {}
+
+    def _canonical_path(self, asset: str, version: TalosVersion, schematic: Schematic) -> str:
+        """The asset path with aliases resolved; resolving a profile is slow, its answer fixed."""
+        key = (asset, version.tag, schematic.id)
+        found = self._canonical.get(key)
+        if found is None:
+            found = resolve(asset, version, schematic).canonical_path  # bad paths raise here
+            if len(self._canonical) >= CANONICAL_CACHE:
+                self._canonical.clear()
+            self._canonical[key] = found
+        return found
 
     def public_root(self) -> Path:
         """The current generation: where the `public` symlink points now (or `public` itself)."""
@@ -53,12 +68,11 @@ class Assets:
         self.catalog.check(version)
         sidecar = next((s for s in tree.SIDECAR_SUFFIXES if name.endswith(s)), "")
         asset = name.removesuffix(sidecar) if sidecar else name
-        profile = resolve(asset, version, schematic)
-        for candidate in dict.fromkeys((asset, profile.canonical_path)):
+        canonical = self._canonical_path(asset, version, schematic)
+        for candidate in dict.fromkeys((asset, canonical)):
             found = self.public_file(tree.image_path(schematic_id, version, candidate + sidecar))
             if found is not None:
                 return found
-        canonical = profile.canonical_path
         dest_dir = self.builds.root / tree.image_path(schematic_id, version, "")
         built = dest_dir / (canonical + sidecar)
         if not (dest_dir / canonical).is_file():
