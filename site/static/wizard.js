@@ -240,7 +240,7 @@ async function published(path) {
   }
 }
 
-function linkItem(name, path, state) {
+function linkItem(name, path, state, committed) {
   const li = document.createElement("li");
   li.className = state;
   const badge = document.createElement("span");
@@ -268,7 +268,10 @@ function linkItem(name, path, state) {
   } else {
     const span = document.createElement("span");
     span.textContent = name;
-    badge.textContent = "not built yet: commit this file to schematics/";
+    // A published schematic is in schematics/ already: the asset is outside the build targets.
+    badge.textContent = committed
+      ? "not built: not among this factory's targets"
+      : "not built yet: commit this file to schematics/";
     li.append(span, " ", badge);
   }
   return li;
@@ -324,8 +327,9 @@ async function renderResult(state, v, s) {
     return data.serverURL ? "on-demand" : "not-built";
   }));
   if (mine !== generation) return;
-  $("links").replaceChildren(...assets.map((asset, i) => linkItem(asset, paths[i], states[i])));
-  $("yaml-note").hidden = states.every((x) => x === "published");
+  const committed = Boolean(pub || fixed);
+  $("links").replaceChildren(...assets.map((asset, i) => linkItem(asset, paths[i], states[i], committed)));
+  $("yaml-note").hidden = committed || states.every((x) => x === "published");
   if (data.serverURL && !states.every((x) => x === "published")) await register(yaml, id);
 
   $("pxe-block").hidden = !p.pxe;

@@ -92,6 +92,9 @@ def test_metal_wizard(site: Site, browser: Page, artifacts: Path) -> None:
     open_wizard(browser, site)
     browser.screenshot(artifacts / "metal-1-start.png")
     assert check_id(browser) == ("customization: {}\n", cli_id("{}"))
+    assert "commit this file to schematics/" in browser.evaluate(
+        "document.querySelector('#links li.not-built').textContent"
+    )
     act(browser, click("#extensions input[value='siderolabs/gvisor']"))
     browser.screenshot(artifacts / "metal-2-extension.png")
     act(browser, set_value("cmdline", "console=ttyS0"))
@@ -101,6 +104,10 @@ def test_metal_wizard(site: Site, browser: Page, artifacts: Path) -> None:
     shown_links = links(browser)
     assert shown_links["kernel-amd64"][0] == "published"
     assert shown_links["metal-amd64.iso"][0] == "not-built"
+    # The schematic is committed already: the missing asset is outside the targets.
+    assert "not among this factory's targets" in browser.evaluate(
+        "document.querySelector('#links li.not-built').textContent"
+    )
     assert browser.evaluate("document.getElementById('installer').textContent") == (
         f"factory.example.test/installer/{sid}:{VERSION}\n"
     )
