@@ -356,8 +356,8 @@ def _rel(page: str) -> str:
 def render_site(config: Config, root: Path) -> list[str]:
     """Render the UI into the published tree at `root`; returns the tree paths written."""
     env = _environment()
-    public = public_schematics(config, root)
     versions = published_versions(root)
+    public = public_schematics(config, root)
     data = site_data(config, root, public)
     files: dict[str, bytes] = {}
 
