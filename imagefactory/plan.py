@@ -387,3 +387,18 @@ def write_plan(plan: Plan, stages: tuple[str, ...]) -> tuple[Path, list[str], di
     if not plan_file.is_file() or plan_file.read_bytes() != data:
         write_atomic(plan_file, data)
     return plan_file, [str(base / "published" / f"{plan.key}.json")], plan.by_key()
+
+
+def planned_cells(config: Config, plan_file: Path) -> dict[str, Cell]:
+    """The stale cells of a written plan, by key: what a job process needs, without re-planning."""
+    from imagefactory.schematic import parse_schematic  # noqa: PLC0415
+
+    data = json.loads(plan_file.read_bytes())
+    cells = {}
+    for entry in data["cells"]:
+        path = Path(entry["file"])
+        schematic = parse_schematic(path.read_bytes(), source=str(path))
+        targets = tuple(Target(**t) for t in entry["targets"])
+        version = TalosVersion.parse(entry["version"])
+        cells[entry["key"]] = Cell(schematic, path, version, targets, entry["key"])
+    return cells

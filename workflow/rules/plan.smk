@@ -10,25 +10,33 @@ from pathlib import Path
 from imagefactory.cli import one_line
 from imagefactory.config import load_config
 from imagefactory.errors import FactoryError
-from imagefactory.plan import make_plan, stages_for, write_plan
+from imagefactory.plan import make_plan, planned_cells, stages_for, write_plan
 from imagefactory.publish.publisher import cell_receipts
 from imagefactory.publish.receipts import pipeline_dir
 
 CONFIG_FILE = str(
     Path(workflow.overwrite_configfiles[-1] if workflow.overwrite_configfiles else "config/config.yaml").resolve()
 )
+# A job's own Snakemake process reads the plan its main process wrote instead of planning again.
+PLAN_ENV = "IMAGEFACTORY_PIPELINE_PLAN"
 try:
     FACTORY = load_config(CONFIG_FILE)
-    PLAN = make_plan(FACTORY)
+    PIPE = str(pipeline_dir(FACTORY))
+    STAGES = stages_for(FACTORY)
+    if not workflow.is_main_process and os.environ.get(PLAN_ENV):
+        PLAN_FILE = Path(os.environ[PLAN_ENV])
+        CELLS = planned_cells(FACTORY, PLAN_FILE)
+        PUBLISHED = [f"{PIPE}/published/{PLAN_FILE.stem}.json"]
+    else:
+        PLAN = make_plan(FACTORY)
+        PLAN_FILE, PUBLISHED, CELLS = write_plan(PLAN, STAGES)
+        os.environ[PLAN_ENV] = str(PLAN_FILE)
+        print(PLAN.summary(), file=sys.stderr)
 except FactoryError as exc:
     sys.exit(f"imagefactory: error: {one_line(str(exc))}")
 
 IF = f"{shlex.quote(sys.executable)} -m imagefactory"
 CONFIG_ARG = f"--config {shlex.quote(CONFIG_FILE)}"
-PIPE = str(pipeline_dir(FACTORY))
-STAGES = stages_for(FACTORY)
-PLAN_FILE, PUBLISHED, CELLS = write_plan(PLAN, STAGES)
-print(PLAN.summary(), file=sys.stderr)
 
 # At most one xz/zstd job at a time unless --resources says otherwise; memory as the machine has.
 workflow.global_resources.setdefault("compress", 1)
