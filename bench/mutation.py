@@ -60,14 +60,17 @@ def _copy_tree(dest: Path) -> None:
 
 def _config(mutate: list[str], tests: list[str]) -> str:
     present = [t for t in tests if (REPO / t).exists()]
-    lines = [
-        "[mutmut]",
-        "source_paths = imagefactory",
-        "only_mutate = " + "\n    ".join(mutate),
-        "pytest_add_cli_args_test_selection = " + "\n    ".join(present),
-        "pytest_add_cli_args = -x -q -p no:cacheprovider",
-    ]
-    return "\n".join(lines) + "\n"
+
+    def listed(key: str, values: list[str]) -> str:
+        return f"{key} =\n" + "".join(f"    {value}\n" for value in values)
+
+    return (
+        "[mutmut]\n"
+        + listed("source_paths", ["imagefactory"])
+        + listed("only_mutate", mutate)
+        + listed("pytest_add_cli_args_test_selection", present)
+        + listed("pytest_add_cli_args", ["-p", "no:cacheprovider"])
+    )
 
 
 def run_group(name: str, minutes: float) -> dict[str, object]:
@@ -82,6 +85,8 @@ def run_group(name: str, minutes: float) -> dict[str, object]:
             subprocess.run(
                 ["nice", "-n", "19", str(mutmut), "run", "--max-children", "1"],
                 cwd=work, timeout=minutes * 60, capture_output=True, check=False,
+                # The tests must import the mutated copy, not an editable install of the repo.
+                env={**os.environ, "PYTHONPATH": str(work / "mutants")},
             )  # fmt: skip
             finished = True
         except subprocess.TimeoutExpired:
