@@ -48,9 +48,9 @@ def read_bounded(path: Path | str, limit: int, what: str) -> bytes:
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise InvalidInput(f"{shown(path)}: cannot read {what}: is a directory")
+            raise InvalidInput(f"{shown(path)}: is a directory; cannot read {what}")
         if not stat.S_ISREG(info.st_mode):
-            raise InvalidInput(f"{shown(path)}: cannot read {what}: not a regular file")
+            raise InvalidInput(f"{shown(path)}: not a regular file; cannot read {what}")
         if info.st_size > limit:
             raise InvalidInput(f"{shown(path)}: {what} is larger than {limit} bytes")
         chunks: list[bytes] = []
@@ -74,8 +74,8 @@ def os_error(exc: OSError, path: Path | str, what: str) -> InvalidInput | BuildE
     """An OSError on a path as one plain line: the user's mistake (exit 2) or the machine's (1)."""
     reason = _USER_ERRNOS.get(exc.errno or 0)
     if reason is not None:
-        return InvalidInput(f"{shown(path)}: cannot read {what}: {reason}")
-    return BuildError(f"{shown(path)}: cannot read {what}: {exc.strerror or exc}")
+        return InvalidInput(f"{shown(path)}: {reason}; cannot read {what}")
+    return BuildError(f"{shown(path)}: {exc.strerror or exc}; cannot read {what}")
 
 
 def error_of(exc: OSError) -> InvalidInput | BuildError:

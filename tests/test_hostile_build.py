@@ -195,7 +195,7 @@ def test_schematics_directory_with_bad_files(site: tuple[Path, Path], tmp_path: 
     outcome = run_cli(*_build(config, schematic_id, KERNEL, tmp_path / "a"), timeout=60)
     assert outcome.code == 0, outcome
     assert "bad.yaml: yaml: line 2" in outcome.stderr
-    assert "fifo.yaml: cannot read schematic: not a regular file" in outcome.stderr
+    assert "fifo.yaml: not a regular file; cannot read schematic" in outcome.stderr
     assert "huge.yaml" in outcome.stderr
     missing = run_cli(*_build(config, "0" * 64, KERNEL, tmp_path / "b"))
     assert missing.code == 2

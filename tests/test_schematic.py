@@ -422,7 +422,7 @@ def test_cli_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(["schematic", "id", str(tmp_path / "nope.yaml")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "nope.yaml: cannot read schematic: no such file" in err
+    assert "nope.yaml: no such file; cannot read schematic" in err
 
 
 def test_cli_bad_schematic_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
