@@ -252,7 +252,7 @@ def _lock_cases(good: dict[str, object]) -> dict[str, Callable[[Path], None]]:
         "deeply nested": text("[" * 100_000 + "]" * 100_000),
         "directory": lambda path: path.mkdir(),
         "symlink to /dev/zero": lambda path: path.symlink_to("/dev/zero"),
-        "fifo": lambda path: os.mkfifo(path),
+        "fifo": os.mkfifo,
         "huge": lambda path: path.write_bytes(b" " * (65 << 20)),
     }
 
