@@ -126,8 +126,15 @@ def test_imager_carries_assets_of_every_arch(
             "vmlinuz",
         ]
         assert (base / "vmlinuz").read_bytes() == parts.vmlinuz.read_bytes()
-        assert (base / "systemd-stub.efi").read_bytes()[:2] == b"MZ"
-        assert (base / "systemd-boot.efi").read_bytes() == parts.sd_boot.read_bytes()
+        # systemd 257 (Debian 13) from 1.10, whose stub boots a multi-profile UKI's main profile
+        multiprofile = SampleVersion.parse(tag).quirks.uki_profiles
+        stub = parts.sd_stub_257 if multiprofile else parts.sd_stub
+        loader = parts.sd_boot_257 if multiprofile else parts.sd_boot
+        assert (base / "systemd-stub.efi").read_bytes() == stub.read_bytes()
+        assert (base / "systemd-boot.efi").read_bytes() == loader.read_bytes()
+        # the stub's SBAT names its systemd release
+        release = b",systemd,257," if multiprofile else b",systemd,252,"
+        assert release in stub.read_bytes()
     assert (root / "bin/sh").readlink() == Path("busybox")
     assert (root / "bin/imager").readlink() == Path("installer")
     # Each platform has its own tools layer, then the same all-arch assets layer.
