@@ -59,14 +59,15 @@ def registry_credentials(host: str, path: Path | None = None) -> tuple[str, str]
         if not isinstance(entry, dict):
             continue
         if entry.get("auth"):
+            bad = InvalidInput(f"{path}: auths.{key}.auth is not base64 user:password")
             try:
-                user, sep, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                decoded = base64.b64decode(entry["auth"], validate=True).decode()
             except (binascii.Error, ValueError):
-                raise InvalidInput(
-                    f"{path}: auths.{key}.auth is not base64 user:password"
-                ) from None
-            if sep:
-                return user, password
+                raise bad from None
+            user, sep, password = decoded.partition(":")
+            if not sep:
+                raise bad
+            return user, password
         if entry.get("username") and entry.get("password"):
             return str(entry["username"]), str(entry["password"])
     helpers = config.get("credHelpers") or {}
