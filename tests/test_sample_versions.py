@@ -10,6 +10,7 @@ import pytest
 from imagefactory.commands import sample_cmd
 from imagefactory.errors import InvalidInput
 from imagefactory.quirks import Compression
+from imagefactory.sample.keys import SampleKeys
 from imagefactory.sample.release import ReleaseRequest, config_document
 from imagefactory.sample.versions import DEFAULT_VERSIONS, SampleVersion, parse_versions
 
@@ -90,15 +91,19 @@ def test_bad_release_requests(tmp_path: Path, kwargs: dict[str, object], message
 
 def test_config_document_for_layout_and_registry(tmp_path: Path) -> None:
     versions = parse_versions("v1.9.6,v1.11.5")
-    layout = config_document(ReleaseRequest(tmp_path, versions))
+    keys = SampleKeys("keys/p.key", "keys/db.key", "keys/db.pem", "keys/pcr.key", "PK", "KEK", "db")
+    layout = config_document(ReleaseRequest(tmp_path, versions), keys)
+    # Relative to the config: a copy of the sample directory works from its new place.
     assert layout["sources"] == {
-        "registry": f"oci-layout:{(tmp_path / 'oci').resolve()}",
+        "registry": "oci-layout:oci",
         "namespace": "",
         "insecure": False,
-        "verify": {"publicKey": str((tmp_path / "cosign.pub").resolve())},
+        "verify": {"publicKey": "cosign.pub"},
     }
     assert layout["versions"] == {"list": ["v1.9.6", "v1.11.5"], "broken": []}
-    pushed = config_document(ReleaseRequest(tmp_path, versions, "127.0.0.1:5000", "mirror"))
+    assert layout["secureBoot"]["signingCertPath"] == "keys/db.pem"
+    assert layout["publish"] == {"signingKeyPath": "keys/p.key"}
+    pushed = config_document(ReleaseRequest(tmp_path, versions, "127.0.0.1:5000", "mirror"), keys)
     assert pushed["sources"]["registry"] == "127.0.0.1:5000"
     assert pushed["sources"]["namespace"] == "mirror"
     assert pushed["sources"]["insecure"] is True
