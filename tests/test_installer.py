@@ -246,3 +246,19 @@ def test_secureboot_installer_carries_signed_boot_files(
             check=False,
         )
         assert listed.returncode == 0, listed.stderr
+
+
+def test_oci_layout_without_a_registry(config: Path, tmp_path: Path) -> None:
+    """What the server does without a registry: the index into an OCI layout, read by skopeo."""
+    schematic = parse_schematic(SCHEMATIC.encode(), source="test")
+    image = installer_image(load_config(config), schematic, TalosVersion.parse("v1.7.7"))
+    layout = LayoutTarget(tmp_path / "layout")
+    descriptor = image.push_untagged(layout, "installer")
+    layout.put_manifest("installer", image.index, descriptor.media_type, tag="v1.7.7")
+    ref = f"oci:{tmp_path / 'layout'}:installer:v1.7.7"
+    raw = subprocess.run(["skopeo", "inspect", "--raw", ref], check=True, capture_output=True)
+    assert raw.stdout == image.index
+    info = subprocess.run(
+        ["skopeo", "inspect", "--override-arch", "arm64", ref], check=True, capture_output=True
+    )
+    assert json.loads(info.stdout)["Architecture"] == "arm64"
