@@ -330,7 +330,8 @@ def push_installer(
     """Push the installer index by digest, sign it and each platform manifest, then tag it.
 
     The tag is the last write: a client that finds it finds signatures too. `registry` and
-    `key` default to the config's `registry:` section; `target` overrides the connection.
+    `key` default to the config's `registry:` section (the key, else `publish.signingKeyPath`);
+    `target` overrides the connection.
     """
     registry = registry or config.registry
     if registry is None:
@@ -338,9 +339,13 @@ def push_installer(
             "no registry to push to: give --registry or set registry.url in the config"
         )
     if key is None:
-        if registry.signing_key is None:
-            raise InvalidInput("installer images are signed: set registry.signing.keyPath")
-        key = load_private_key(registry.signing_key)
+        key_path = registry.signing_key or config.publish.signing_key
+        if key_path is None:
+            raise InvalidInput(
+                "installer images are signed: set registry.signing.keyPath"
+                " (or publish.signingKeyPath)"
+            )
+        key = load_private_key(key_path)
     get_platform(platform or "metal")  # an unknown platform is refused before any build
     image = installer_image(
         config, schematic, version, platform=platform, secureboot=secureboot, sources=sources

@@ -27,6 +27,7 @@ from imagefactory.oci.registry import RegistryTarget
 from imagefactory.schematic import parse_schematic
 from imagefactory.signing import keys
 from imagefactory.signing.cosign import signature_tag
+from imagefactory.signing.policy import Verifier
 from imagefactory.versions import TalosVersion
 
 SCHEMATIC = "customization:\n  extraKernelArgs:\n    - console=ttyS0\n"
@@ -272,3 +273,26 @@ def test_credentials_from_docker_config(
         password=auth_registry.password,
     ) as client:
         assert client.resolve(pushed.repository, VERSION).digest == pushed.digest
+
+
+def test_publish_key_signs_when_the_registry_names_none(
+    sample_release: Path, registry: Any, tmp_path: Path
+) -> None:
+    key = keys.generate_key()
+    keys.save_private_key(key, tmp_path / "publish.key")
+    config = load_config(
+        private_config(
+            sample_release,
+            tmp_path / "cfg",
+            registry={"url": f"{registry.host}/pub", "insecure": True},
+            publish={"signingKeyPath": str(tmp_path / "publish.key")},
+        )
+    )
+    schematic = parse_schematic(SCHEMATIC.encode(), source="t")
+    pushed = push_installer(config, schematic, TalosVersion.parse(VERSION))
+    with RegistryTarget(registry.host, insecure=True) as client:
+        verifier = Verifier.with_public_key(key.public_key())
+        for digest in pushed.signed:
+            verifier.verify(
+                client, pushed.repository, digest, f"{registry.host}/{pushed.repository}"
+            )
