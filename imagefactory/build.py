@@ -267,7 +267,7 @@ def _installer(build: Build, out: Path) -> None:
     profile = build.profile
     entry = build.sources.version_entry(build.version)["installer"]
     overlay = build.schematic.overlay
-    # Keyed by the base installer (and overlay image) too: the asset key names the imager only.
+    # Made from the base installer and overlay image as much as from the imager: both key it.
     parts = {
         "installer": entry["digest"],
         "overlay": build.sources.overlay_entry(build.version, overlay.name)["digest"]
@@ -357,6 +357,9 @@ def build_asset(
         "overlay": overlay,
         **build._signer_parts(),
     }
+    if profile.kind is OutputKind.INSTALLER:
+        # An installer is made from the locked base installer too, not only from the imager.
+        parts["installer"] = sources.version_entry(version)["installer"]["digest"]
     return build.cached(
         f"asset-{profile.kind}", parts, profile.canonical_path, lambda out: builder(build, out)
     )
