@@ -26,10 +26,14 @@ BIG_ZEROS = 16 * 1024 * 1024
 
 
 class Codec:
-    """One output compression: its tool argv at the profile's level, zeros and stored runs."""
+    """One output compression: its tool argv at the profile's level, zeros and stored runs.
+
+    `argv` + files compresses each file F to F + `suffix` (and removes F), all in one run.
+    """
 
     out_format: OutFormat
     argv: tuple[str, ...]
+    suffix: str
 
     def zeros(self, length: int) -> bytes:
         """`length` zero bytes, compressed: whole BIG_ZEROS pieces plus a power-of-two split."""
@@ -54,7 +58,8 @@ class Codec:
 
 class Zstd(Codec):
     out_format = OutFormat.ZSTD
-    argv = ("zstd", "-18", "-T0", "-q", "-c")
+    argv = ("zstd", "-18", "-T0", "-q", "--rm")
+    suffix = ".zst"
 
     def zeros(self, length: int) -> bytes:
         # RLE blocks: any length in one frame, 4 bytes per 128 KiB.
@@ -86,7 +91,8 @@ def _zstd_block_header(size: int, kind: int, *, last: bool) -> bytes:
 
 class Xz(Codec):
     out_format = OutFormat.XZ
-    argv = ("xz", "-0", "-T0", "-q", "-c")
+    argv = ("xz", "-0", "-T0", "-q")
+    suffix = ".xz"
 
     @functools.cache  # noqa: B019 - a handful of sizes per process, codecs are module singletons
     def _zeros(self, length: int) -> bytes:
@@ -135,7 +141,9 @@ def _gzip(data: bytes, level: int) -> bytes:
 
 class Gzip(Codec):
     out_format = OutFormat.GZ
-    argv = ("pigz", "-6", "--no-time", "-q", "-c")
+    # -n: no name and no time in the header, so the temporary file's name is not recorded.
+    argv = ("pigz", "-6", "-n", "-q")
+    suffix = ".gz"
 
     @functools.cache  # noqa: B019
     def _zeros(self, length: int) -> bytes:

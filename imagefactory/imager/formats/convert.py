@@ -22,7 +22,8 @@ from imagefactory.units import MIB
 VHD_FOOTER = 512
 # VHD timestamps count seconds from 2000-01-01T00:00:00Z.
 VHD_EPOCH = 946684800
-_CID = re.compile(rb"\nCID=[0-9a-f]{8}\n")
+# qemu-img prints a random CID with %x: one to eight digits.
+_CID = re.compile(rb"\nCID=[0-9a-f]{1,8}\n")
 
 
 def convert(raw: Path, out: Path, qemu_format: str, options: str, *, epoch: int) -> None:
@@ -50,14 +51,21 @@ def _fix_vhd_footer(path: Path, epoch: int) -> None:
 
 
 def _fix_vmdk_cid(path: Path) -> None:
+    """Set the descriptor's CID; the text may grow by a few bytes into its zero-padded area."""
     cid = guid_from_label(DISK_LABEL).hex[:8].encode()
     with path.open("r+b") as f:
-        head = f.read(4096)
-        match = _CID.search(head)
-        if match is None:
+        header = f.read(512)
+        if header[:4] != b"KDMV":
+            raise BuildError(f"{path}: not a sparse vmdk")
+        offset, sectors = struct.unpack_from("<QQ", header, 28)
+        f.seek(offset * 512)
+        area = f.read(sectors * 512)
+        text = area.split(b"\0", 1)[0]
+        fixed, count = _CID.subn(b"\nCID=" + cid + b"\n", text, count=1)
+        if count != 1 or len(fixed) >= len(area):
             raise BuildError(f"{path}: no CID in the vmdk descriptor")
-        f.seek(match.start() + len(b"\nCID="))
-        f.write(cid)
+        f.seek(offset * 512)
+        f.write(fixed.ljust(len(area), b"\0"))
 
 
 _OVF = """\
