@@ -23,6 +23,7 @@ from imagefactory.imager import pcr
 from imagefactory.imager.disk.asset import build_image
 from imagefactory.imager.efivars import AuthFiles, supplied_auth_files
 from imagefactory.imager.extensions import resolve_extensions
+from imagefactory.imager.formats import sparse_copy
 from imagefactory.imager.initramfs import build_initramfs
 from imagefactory.imager.installer import (
     assets_files,
@@ -368,7 +369,7 @@ def build_asset(
 def link_into(source: Path, out_dir: Path, name: str) -> Path:
     """Place a built file at out_dir/name: copy to a temporary name, then rename.
 
-    A copy, not a hard link: editing a published file must never change the store's. Any failure
+    A copy, not a hard link: editing a published file must never change the store's. Holes are kept. Any failure
     leaves nothing new behind and names the path: bad --out is exit 2, a full disk exit 1.
     """
     if "/" in name or "\0" in name or name in {"", ".", ".."}:
@@ -385,7 +386,8 @@ def link_into(source: Path, out_dir: Path, name: str) -> Path:
             raise InvalidInput(f"{shown(dest)}: is a directory, not a place for the asset")
         tmp.unlink(missing_ok=True)
         try:
-            shutil.copyfile(source, tmp)
+            # Holes stay holes: a published 4 GiB raw holding 40 MiB takes 40 MiB.
+            sparse_copy(source, tmp)
             os.replace(tmp, dest)
         except BaseException:
             tmp.unlink(missing_ok=True)
