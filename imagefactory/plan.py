@@ -25,7 +25,7 @@ from imagefactory.schematic_dir import SchematicDir, scan
 from imagefactory.versions import TalosVersion
 
 # Bump when the planner, the sidecars or the tree layout change what a cell publishes.
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 # The default set: every kind; a platform keeps those its boot methods offer.
 DEFAULT_KINDS = ("kernel", "initramfs", "cmdline", "uki", "iso", "disk", "installer", "pxe")
 # Kinds that have a -secureboot variant (the Secure Boot PXE script boots the UKI).
@@ -82,14 +82,23 @@ def _offered(kind: str, platform: Platform) -> bool:
     return platform.name == "metal"  # installer-<arch>.tar: upstream's metal installer
 
 
-def _target(
-    kind: str, platform: Platform, arch: str, sb: str, *, schematic_id: str, version: TalosVersion
-) -> Target:
+# (kind, name, asset) of one target, before a schematic ID places it in the tree.
+TargetTemplate = tuple[str, str, str]
+
+
+def _template(
+    kind: str, platform: Platform, arch: str, sb: str, version: TalosVersion
+) -> TargetTemplate:
     asset = _kind_asset(kind, platform, arch, sb, version)
+    name = f"{platform.name}-{arch}{sb}" if kind == "pxe" else asset
+    return (kind, name, asset)
+
+
+def _placed(template: TargetTemplate, schematic_id: str, version: TalosVersion) -> Target:
+    kind, name, asset = template
     if kind == "pxe":
-        name = f"{platform.name}-{arch}{sb}"
         return Target(kind, name, asset, tree.pxe_path(schematic_id, version, name))
-    return Target(kind, asset, asset, tree.image_path(schematic_id, version, asset))
+    return Target(kind, name, asset, tree.image_path(schematic_id, version, asset))
 
 
 def _row_kinds(row: TargetRow) -> tuple[str, ...]:
@@ -98,12 +107,14 @@ def _row_kinds(row: TargetRow) -> tuple[str, ...]:
     return tuple(row.assets)
 
 
-def targets_for(
-    config: Config, schematic_id: str, version: TalosVersion, *, secureboot: bool
-) -> tuple[Target, ...]:
-    """Every file the config's matrix asks of one (schematic, version) cell."""
-    found: set[Target] = set()
+def target_templates(
+    config: Config, version: TalosVersion, *, secureboot: bool
+) -> tuple[TargetTemplate, ...]:
+    """What the config's matrix asks of every cell of one version: the same for every schematic,
+    so a plan computes it once per version, not once per cell."""
+    found: set[TargetTemplate] = set()
     rows: Iterable[TargetRow] = config.targets.rows
+    sb_variants = ["", "-secureboot"] if secureboot and quirks_for(version).uki else [""]
     for row in rows:
         names = platform_names() if row.platform == "all" else (row.platform,)
         for platform_name in names:
@@ -111,9 +122,7 @@ def targets_for(
             if not platform.supports(version):
                 continue
             kinds = DEFAULT_KINDS if row.platform == "all" else _row_kinds(row)
-            variants = [""]
-            if secureboot and platform.secureboot and quirks_for(version).uki:
-                variants.append("-secureboot")
+            variants = sb_variants if platform.secureboot else [""]
             for arch in row.archs:
                 if arch not in platform.archs:
                     continue
@@ -123,12 +132,23 @@ def targets_for(
                     for sb in variants:
                         if sb and kind not in SECUREBOOT_KINDS:
                             continue
-                        found.add(
-                            _target(
-                                kind, platform, arch, sb, schematic_id=schematic_id, version=version
-                            )
-                        )
-    return tuple(sorted(found, key=lambda t: t.path))
+                        found.add(_template(kind, platform, arch, sb, version))
+    return tuple(sorted(found))
+
+
+def targets_for(
+    config: Config, schematic_id: str, version: TalosVersion, *, secureboot: bool
+) -> tuple[Target, ...]:
+    """Every file the config's matrix asks of one (schematic, version) cell."""
+    templates = target_templates(config, version, secureboot=secureboot)
+    return _targets_of(templates, schematic_id, version)
+
+
+def _targets_of(
+    templates: tuple[TargetTemplate, ...], schematic_id: str, version: TalosVersion
+) -> tuple[Target, ...]:
+    placed = (_placed(t, schematic_id, version) for t in templates)
+    return tuple(sorted(placed, key=lambda t: t.path))
 
 
 @dataclass(frozen=True)
@@ -329,20 +349,24 @@ def make_plan(config: Config, published: Mapping[str, Any] | None = None) -> Pla
     keys_part = _keys_part(config, secureboot)
     common = {"format": build_format(), "externalURL": config.external_url, "keys": keys_part}
     old_cells: Mapping[str, str] = published.get("cells", {})
+    # Per version once: its target templates and their digest (a cell's paths add only its ID,
+    # which its key holds anyway).
+    templates = {v: target_templates(config, v, secureboot=secureboot) for v in versions}
+    templates_digest = {v: _digest([list(t) for t in templates[v]]) for v in versions}
     cells, kept = [], []
     for schematic_id, found in sorted(schematics.by_id.items()):
         for version in versions:
-            entry = lock["versions"][version.tag]
-            targets = targets_for(config, schematic_id, version, secureboot=secureboot)
-            if not targets:
+            if not templates[version]:
                 continue
+            entry = lock["versions"][version.tag]
+            targets = _targets_of(templates[version], schematic_id, version)
             key = _digest(
                 {
                     **common,
                     "schematic": schematic_id,
                     "version": version.tag,
                     "lock": _lock_part(entry, found.schematic, targets),
-                    "targets": [t.to_json() for t in targets],
+                    "targets": templates_digest[version],
                 }
             )
             cell = Cell(found.schematic, found.path, version, targets, key)
