@@ -29,6 +29,17 @@ CONTENT_TYPES = {
     ".sha512": "text/plain; charset=utf-8",
 }
 OCTET_STREAM = "application/octet-stream"
+# The web UI the pipeline renders into the tree: index.html and ui/.
+UI_INDEX = "index.html"
+UI_DIR = "ui"
+UI_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 PEM = "application/x-pem-file"
 
 
@@ -62,6 +73,11 @@ def content_type(name: str) -> str:
     """The Content-Type upstream's image handler answers for an asset named `name`."""
     _, ext = posixpath.splitext(name)
     return CONTENT_TYPES.get(ext, OCTET_STREAM)
+
+
+def ui_content_type(name: str) -> str:
+    _, ext = posixpath.splitext(name)
+    return UI_CONTENT_TYPES.get(ext, OCTET_STREAM)
 
 
 def checksum_line(hex_digest: str, name: str) -> str:

@@ -138,6 +138,19 @@ class Api:
             raise NotFound("secure boot is disabled")
         return found
 
+    async def ui_index(self, request: FactoryRequest) -> FileResponse:
+        found = self._published(tree.UI_INDEX, tree.ui_content_type(tree.UI_INDEX))
+        if found is None:
+            raise NotFound("the published tree has no web UI")
+        return found
+
+    async def ui_file(self, request: FactoryRequest, path: str) -> FileResponse:
+        relative = f"{tree.UI_DIR}/{path}"
+        found = self._published(relative, tree.ui_content_type(relative))
+        if found is None:
+            raise NotFound(f"/{relative} not found")
+        return found
+
     async def registry_ping(self, request: FactoryRequest) -> Response:
         return self.registry.ping()
 
@@ -167,6 +180,8 @@ def routes(api: Api) -> list[Route]:
         route("signing-key", "GET,HEAD", "/oci/cosign/signing-key.pub", api.signing_key),
         # /secureboot/signing-cert.pem
         route("secureboot-cert", "GET,HEAD", "/secureboot/signing-cert.pem", api.secureboot_cert),
+        route("ui", "GET,HEAD", "/", api.ui_index),  # /: the web UI's wizard
+        route("ui", "GET,HEAD", "/ui/*path", api.ui_file),  # /ui/...: its pages and assets
         route("registry", "GET,HEAD", "/v2", api.registry_ping),  # /v2 and /v2/
         # /v2/<image>/<id>/{manifests|blobs}/<reference>
         route("registry", "GET,HEAD", "/v2/*path", api.registry_path),

@@ -112,7 +112,8 @@ class Route:
 
 
 def route(name: str, methods: str, path: str, handler: Handler) -> Route:
-    pattern = tuple(path.strip("/").split("/")) if path.strip("/") else ()
+    # "/" is one empty segment, as path_segments splits it.
+    pattern = tuple(path.strip("/").split("/")) if path.strip("/") else ("",)
     return Route(name, tuple(methods.split(",")), pattern, handler)
 
 

@@ -241,3 +241,25 @@ def test_committed_schematics_are_found(served: Served) -> None:
     assert served.get(f"/image/{schematic_id}/v1.11.5/cmdline-metal-amd64").text.endswith(
         "committed=1"
     )
+
+
+def test_web_ui_served_from_the_published_tree(served: Served) -> None:
+    public = served.config.parent / "public"
+    generation = served.config.parent / "gen-ui"
+    (generation / "ui" / "static").mkdir(parents=True)
+    (generation / "index.html").write_bytes(b"<!doctype html><title>wizard</title>\n")
+    (generation / "ui" / "static" / "schematic.js").write_bytes(b"export const x = 1;\n")
+    assert served.get("/").status_code == 404  # nothing published yet: no UI, no 500
+    os.symlink("gen-ui", public)
+    try:
+        index = served.get("/")
+        assert index.status_code == 200
+        assert index.headers["Content-Type"] == "text/html; charset=utf-8"
+        assert index.content == b"<!doctype html><title>wizard</title>\n"
+        script = served.get("/ui/static/schematic.js")
+        assert script.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        assert script.content == b"export const x = 1;\n"
+        assert served.get("/ui/static/missing.js").status_code == 404
+        assert served.get("/ui/%2e%2e/index.html").status_code == 400
+    finally:
+        public.unlink()
