@@ -1,31 +1,16 @@
-"""Versions, extensions and overlays as upstream's JSON answers, from the lock the builds use."""
+"""Versions, extensions and overlays as upstream's JSON answers (the published tree's encoders),
+from the lock the builds use."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from imagefactory.config import Config
 from imagefactory.errors import NotFound
+from imagefactory.publish.site import extensions_json, overlays_json, versions_json
 from imagefactory.sources import read_lock
 from imagefactory.versions import TalosVersion
-
-_GO_ESCAPES = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-
-
-def go_json(value: Any) -> bytes:
-    """What Go's json.NewEncoder(w).Encode writes: compact, HTML-escaped, one trailing newline."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for char, escaped in _GO_ESCAPES.items():
-        text = text.replace(char, escaped)
-    return (text + "\n").encode()
 
 
 class Catalog:
@@ -52,30 +37,12 @@ class Catalog:
             raise NotFound(f"version {version} is not available")
 
     def versions_json(self) -> bytes:
-        return go_json([v.tag for v in self.versions()])
+        return versions_json(self.versions())
 
     def extensions_json(self, version: TalosVersion) -> bytes:
         self.check(version)
-        entries = self._entries()[version.tag]["extensions"]
-        return go_json(
-            [
-                {
-                    "name": name,
-                    "ref": e["ref"],
-                    "digest": e["digest"],
-                    "author": e["author"],
-                    "description": e["description"],
-                }
-                for name, e in entries.items()
-            ]
-        )
+        return extensions_json(self._entries()[version.tag])
 
     def overlays_json(self, version: TalosVersion) -> bytes:
         self.check(version)
-        entries = self._entries()[version.tag]["overlays"]
-        return go_json(
-            [
-                {"name": name, "image": e["image"], "ref": e["ref"], "digest": e["digest"]}
-                for name, e in entries.items()
-            ]
-        )
+        return overlays_json(self._entries()[version.tag])
