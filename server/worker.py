@@ -32,12 +32,8 @@ from imagefactory.cli import one_line
 from imagefactory.commands import read_schematic
 from imagefactory.config import Config, load_config
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
-from imagefactory.imager.installer import (
-    image_name,
-    installer_image,
-    push_installer,
-    write_v2_tree,
-)
+from imagefactory.imager.installer import image_name
+from imagefactory.installer_image import installer_image, push_installer, write_v2_tree
 from imagefactory.oci.credentials import registry_credentials
 from imagefactory.oci.registry import RegistryTarget
 from imagefactory.publish.content import Digests

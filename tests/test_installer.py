@@ -15,7 +15,7 @@ from build_helpers import pcr_key, private_config, signing_pair, write_schematic
 
 from imagefactory.cli import main
 from imagefactory.config import load_config
-from imagefactory.imager.installer import installer_image, write_v2_tree
+from imagefactory.installer_image import installer_image, write_v2_tree
 from imagefactory.oci.layout import LayoutTarget
 from imagefactory.oci.pull import pull_image, unpack_image
 from imagefactory.schematic import parse_schematic

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     from imagefactory.commands.build_cmd import find_schematic
     from imagefactory.config import PushRegistry, load_config
-    from imagefactory.imager.installer import push_installer
+    from imagefactory.installer_image import push_installer
     from imagefactory.versions import TalosVersion
 
     config = load_config(args.config)

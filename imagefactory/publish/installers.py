@@ -1,6 +1,6 @@
 """A cell's installer image in the static `v2/` tree (and pushed, signed and tagged, to the registry).
 
-The image comes from imagefactory.imager.installer: both arches, an OCI index, blobs in the store.
+The image comes from imagefactory.installer_image: both arches, an OCI index, blobs in the store.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ def installer_receipt(
     config: Config, schematic_file: Path, version_text: str, image: str
 ) -> dict[str, Any]:
     from imagefactory.commands import read_schematic  # noqa: PLC0415
-    from imagefactory.imager.installer import installer_image, push_installer  # noqa: PLC0415
     from imagefactory.inputs import LockedSources  # noqa: PLC0415
+    from imagefactory.installer_image import installer_image, push_installer  # noqa: PLC0415
     from imagefactory.versions import TalosVersion  # noqa: PLC0415
 
     secureboot = image.endswith("-secureboot")

@@ -98,7 +98,12 @@ def publish(
         for cell in cells.values():
             tree_files.update(cell["files"])
         if now is not None and tree_files == _files_of(previous):
-            report = {"generation": None, "built": [], "reused": reused, "failed": failed}
+            report: dict[str, Any] = {
+                "generation": None,
+                "built": [],
+                "reused": reused,
+                "failed": failed,
+            }
             write_atomic(
                 pipeline_dir(config) / "last-report.json",
                 (json.dumps(report, indent=2) + "\n").encode(),

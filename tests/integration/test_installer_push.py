@@ -21,7 +21,7 @@ from imagefactory import tools
 from imagefactory.cli import main
 from imagefactory.config import PushRegistry, load_config
 from imagefactory.errors import BuildError, NotFound, ToolError
-from imagefactory.imager.installer import push_installer
+from imagefactory.installer_image import push_installer
 from imagefactory.oci.model import Descriptor
 from imagefactory.oci.registry import RegistryTarget
 from imagefactory.schematic import parse_schematic
