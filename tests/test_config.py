@@ -110,7 +110,10 @@ def test_secure_boot_needs_both_key_and_certificate(tmp_path: Path) -> None:
     ("text", "message"),
     [
         (GOOD + "sources: {}\n", 'line 11: duplicate key "sources"'),
-        (GOOD.replace("insecure: true", "insecure: !!python/name:os.system"), "line 4: unknown tag"),
+        (
+            GOOD.replace("insecure: true", "insecure: !!python/name:os.system"),
+            "line 4: unknown tag",
+        ),
         ("\xff\xfe", "config is empty"),
         ("\xffsources: {}", "yaml: "),
     ],
