@@ -9,16 +9,19 @@ checked. Usage: bench/mutation.py [GROUP ...] [--minutes N per group] [--list]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# mutmut statuses meaning a test noticed the mutant (a timeout is an infinite loop the tests hit).
+KILLED = ("killed", "timeout", "segfault", "caught by type check")
 # group -> (files to mutate, tests that guard them). Fast tests only: each mutant runs them.
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "schematic-emitter": (
@@ -81,36 +84,59 @@ def run_group(name: str, minutes: float) -> dict[str, object]:
         _copy_tree(work)
         (work / "setup.cfg").write_text(_config(mutate, tests))
         started = time.monotonic()
+        runner: subprocess.Popen[bytes] | None = None
         try:
-            subprocess.run(
+            # No PYTHONPATH of our own: mutmut puts mutants/ first on sys.path itself. Pointing
+            # PYTHONPATH at mutants/ before mutmut creates it made Python cache "no finder" for that
+            # path, so the tests imported the unmutated editable install, no trampoline was hit and
+            # every mutant came out "no tests".
+            # Own session, so the time box ends mutmut's forked test runners too.
+            runner = subprocess.Popen(
                 ["nice", "-n", "19", str(mutmut), "run", "--max-children", "1"],
-                cwd=work, timeout=minutes * 60, capture_output=True, check=False,
-                # The tests must import the mutated copy, not an editable install of the repo.
-                env={**os.environ, "PYTHONPATH": str(work / "mutants")},
+                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )  # fmt: skip
-            finished = True
-        except subprocess.TimeoutExpired:
-            finished = False
-        subprocess.run(
-            [str(mutmut), "export-cicd-stats"], cwd=work, capture_output=True, check=False
-        )
-        stats_file = work / "mutants" / "mutmut-cicd-stats.json"
-        stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
-        survivors = subprocess.run(
-            [str(mutmut), "results"], cwd=work, capture_output=True, text=True, check=False
-        ).stdout.splitlines()
-    killed = int(stats.get("killed", 0)) + int(stats.get("timeout", 0))
-    checked = killed + int(stats.get("survived", 0)) + int(stats.get("suspicious", 0))
+            try:
+                runner.wait(timeout=minutes * 60)
+                finished = True
+            except subprocess.TimeoutExpired:
+                finished = False
+        finally:
+            if runner is not None and runner.poll() is None:
+                os.killpg(runner.pid, signal.SIGKILL)
+                runner.wait()
+        listing = subprocess.run(
+            [str(mutmut), "results", "--all", "true"],
+            cwd=work, capture_output=True, text=True, check=False,
+        ).stdout.splitlines()  # fmt: skip
+    modules: dict[str, Counter[str]] = {}
+    survivors = []
+    for line in listing:
+        mutant, _, status = line.strip().rpartition(": ")
+        if not mutant:
+            continue
+        modules.setdefault(mutant.rsplit(".", 1)[0], Counter())[status] += 1
+        if status in ("survived", "no tests"):
+            survivors.append(f"{mutant}: {status}")
     return {
         "group": name,
         "finished": finished,
         "seconds": round(time.monotonic() - started),
-        "generated": stats.get("total", 0),
-        "checked": checked,
-        "killed": killed,
-        "kill_rate": round(100 * killed / checked, 1) if checked else None,
-        "survivors": [line.strip() for line in survivors if "survived" in line][:50],
+        "modules": modules,
+        "survivors": survivors,
     }
+
+
+def _summary(module: str, counts: Counter[str]) -> str:
+    """Killed (incl. timeouts) over every checked mutant; a mutant no test runs counts as survived."""
+    killed = sum(counts[s] for s in KILLED)
+    checked = sum(counts.values()) - counts["not checked"] - counts["skipped"]
+    rate = f"{100 * killed / checked:.1f}%" if checked else "n/a"
+    return (
+        f"  {module}: killed {killed}, survived {counts['survived']}, no tests {counts['no tests']}, "
+        f"suspicious {counts['suspicious']}, not checked {counts['not checked']}, "
+        f"total {sum(counts.values())} -> kill rate {rate}"
+    )
 
 
 def main() -> int:
@@ -125,14 +151,15 @@ def main() -> int:
         return 0
     for name in args.groups:
         result = run_group(name, args.minutes)
-        rate = "n/a" if result["kill_rate"] is None else f"{result['kill_rate']}%"
         state = "complete" if result["finished"] else "cut short by the time box"
-        print(
-            f"{name}: {result['killed']}/{result['checked']} killed ({rate}) of "
-            f"{result['generated']} generated, {result['seconds']} s, {state}"
-        )
-        for line in result["survivors"]:  # type: ignore[union-attr]
-            print(f"  survived: {line}")
+        print(f"{name}: {result['seconds']} s, {state}")
+        modules: dict[str, Counter[str]] = result["modules"]  # type: ignore[assignment]
+        if not modules:
+            print("  no mutants listed (mutmut failed before generating any)")
+        for module, counts in sorted(modules.items()):
+            print(_summary(module, counts))
+        for line in result["survivors"]:  # type: ignore[attr-defined]
+            print(f"  {line}")
     return 0
 
 
