@@ -314,3 +314,32 @@ def test_bad_zstd_layer(tmp_path: Path, mangle: Callable[[bytes], bytes], messag
     target, image = zstd_image(tmp_path, mangle(zstd(plain)))
     with pytest.raises(BuildError, match=f"test/zstd:v1: layer sha256:[0-9a-f]+: {message}"):
         unpack_image(target, image, tmp_path / "root")
+
+
+@pytest.mark.parametrize(
+    "kind", ["relative-symlink", "file-through-symlink", "hardlink-via-symlink"]
+)
+def test_sibling_whose_name_starts_with_the_root_is_outside(tmp_path: Path, kind: str) -> None:
+    # "rootfs-evil" starts with "rootfs": a prefix test without the separator would let it in.
+    root = tmp_path / "rootfs"
+    root.mkdir()
+    sibling = tmp_path / "rootfs-evil"
+    sibling.mkdir()
+    (sibling / "f").write_text("host file")
+    if kind == "relative-symlink":
+        with pytest.raises(BuildError, match=r"symlink to '\.\./rootfs-evil/f' leaves the root"):
+            apply_layer(layer(("evil", "symlink", "../rootfs-evil/f")), root, "img")
+        assert not os.path.lexists(root / "evil")
+    else:
+        # An absolute link is kept (it means the image's own /x at run time) ...
+        apply_layer(layer(("d", "symlink", str(sibling))), root, "img")
+        entry: Entry = ("d/f", "file", b"pwned")
+        if kind == "hardlink-via-symlink":
+            entry = ("h", "hardlink", "d/f")
+        # ... but nothing is ever written or linked through it into the sibling.
+        with pytest.raises(BuildError, match="goes through symlink 'd' out of the root"):
+            apply_layer(layer(entry), root, "img")
+        assert not os.path.lexists(root / "h")
+    assert sorted(p.name for p in sibling.iterdir()) == ["f"]
+    assert (sibling / "f").read_text() == "host file"
+    assert (sibling / "f").stat().st_nlink == 1
