@@ -6,6 +6,7 @@ A small real HTTP server on loopback plays a token-auth registry with paged tag 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import urllib.parse
@@ -146,3 +147,78 @@ def test_open_target(tmp_path: object) -> None:
     for bad in ("", "oci-layout:", "/no/such/dir", "bad host"):
         with pytest.raises(InvalidInput, match="not an image target"):
             open_target(bad)
+
+
+def _manifest(layer_digest: str) -> bytes:
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json", "size": 2}
+    config["digest"] = "sha256:" + hashlib.sha256(b"{}").hexdigest()
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": 0}
+    layer["digest"] = layer_digest
+    body = {"schemaVersion": 2, "config": config, "layers": [layer]}
+    body["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+    return json.dumps(body, sort_keys=True).encode()
+
+
+GENUINE = _manifest("sha256:" + hashlib.sha256(b"genuine").hexdigest())
+SUBSTITUTE = _manifest("sha256:" + hashlib.sha256(b"substitute").hexdigest())
+GENUINE_DIGEST = "sha256:" + hashlib.sha256(GENUINE).hexdigest()
+SUBSTITUTE_DIGEST = "sha256:" + hashlib.sha256(SUBSTITUTE).hexdigest()
+
+
+class LyingRegistry(BaseHTTPRequestHandler):
+    """Answers every manifest request with the substitute, its headers consistent with it."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _answer(self, with_body: bool) -> None:
+        if "/manifests/" not in self.path:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        self.send_header("Content-Length", str(len(SUBSTITUTE)))
+        self.send_header("Docker-Content-Digest", SUBSTITUTE_DIGEST)
+        self.end_headers()
+        if with_body:
+            self.wfile.write(SUBSTITUTE)
+
+    def do_GET(self) -> None:
+        self._answer(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._answer(with_body=False)
+
+
+@pytest.fixture
+def liar() -> Iterator[RegistryTarget]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LyingRegistry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = RegistryTarget(f"127.0.0.1:{server.server_address[1]}", insecure=True)
+        with target:
+            yield target
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_substituted_manifest_is_refused_by_its_content(liar: RegistryTarget) -> None:
+    # The header agrees with the substitute, so only hashing the body against the
+    # requested digest can notice.
+    with pytest.raises(BuildError) as err:
+        liar.get_manifest("siderolabs/imager", GENUINE_DIGEST)
+    assert f"siderolabs/imager@{GENUINE_DIGEST}: manifest digest mismatch" in str(err.value)
+    assert f"expected {GENUINE_DIGEST}, content hashes to {SUBSTITUTE_DIGEST}" in str(err.value)
+
+
+def test_substituted_digest_is_refused_on_resolve(liar: RegistryTarget) -> None:
+    with pytest.raises(BuildError, match=f"registry answered digest {SUBSTITUTE_DIGEST}"):
+        liar.resolve("siderolabs/imager", GENUINE_DIGEST)
+
+
+def test_liar_serves_a_consistent_substitute_by_tag(liar: RegistryTarget) -> None:
+    # By tag there is nothing to compare against but the header: the body must match it.
+    descriptor, data = liar.get_manifest("siderolabs/imager", "v1.0.0")
+    assert (descriptor.digest, data) == (SUBSTITUTE_DIGEST, SUBSTITUTE)
