@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from signing_testca import EPOCH, SigningCA, SigningLog, keyless_sign
 
@@ -17,7 +18,7 @@ from imagefactory.oci import media
 from imagefactory.oci.build import push_image
 from imagefactory.oci.layout import LayoutTarget
 from imagefactory.oci.model import Descriptor, canonical_json
-from imagefactory.signing import cosign, keyless, keys, tlog
+from imagefactory.signing import cosign, keyless, keys, payload, tlog
 from imagefactory.signing.policy import Mode, SignatureError, Verifier
 
 REPO = "siderolabs/imager"
@@ -267,3 +268,52 @@ def test_malformed_signature_manifest_is_a_signature_error(
         SignatureError, match=rf"{image.digest}: .*{tag}: signature manifest has no"
     ):
         verifier.verify(layout, REPO, image.digest, REF)
+
+
+def _logged_as_is(
+    log: SigningLog, signature: cosign.Signature, *, payload: bytes, signature_bytes: bytes
+) -> cosign.Signature:
+    """The same valid certificate, with a payload or signature the log recorded faithfully."""
+    assert signature.certificate is not None
+    cert = x509.load_pem_x509_certificate(signature.certificate)
+    bundle = log.bundle(
+        signature_bytes, payload, cert, int((EPOCH + timedelta(minutes=1)).timestamp())
+    )
+    return dataclasses.replace(
+        signature, payload=payload, signature=signature_bytes, bundle=bundle.to_json()
+    )
+
+
+def test_keyless_refuses_valid_cert_with_signature_that_does_not_verify(
+    ca: SigningCA, log: SigningLog
+) -> None:
+    verifier = _keyless_verifier(ca, log)
+    signature = keyless_sign(ca, log, DIGEST, REF)
+    assert verifier.check(signature, DIGEST, REF).signer  # certificate and identity are good
+    # Another key's signature over the same payload: well-formed DER, wrong signer.
+    foreign = cosign.sign(keys.generate_key(), DIGEST, REF).signature
+    # The same claims with one more byte of JSON whitespace: the ephemeral key never signed it.
+    padded = signature.payload + b"\n"
+    assert payload.decode(padded) == payload.decode(signature.payload)
+    for bad in (
+        _logged_as_is(log, signature, payload=signature.payload, signature_bytes=foreign),
+        _logged_as_is(log, signature, payload=padded, signature_bytes=signature.signature),
+    ):
+        assert _refusal(verifier, bad, DIGEST) == "signature does not verify over the payload"
+
+
+def test_keyless_without_log_refuses_signature_that_does_not_verify(
+    ca: SigningCA, log: SigningLog
+) -> None:
+    verifier = Verifier(
+        Mode.KEYLESS,
+        identity=keyless.Identity(),
+        roots=[ca.root],
+        now=lambda: EPOCH + timedelta(minutes=2),
+    )
+    signature = keyless_sign(ca, log, DIGEST, REF)
+    assert verifier.check(signature, DIGEST, REF).integrated_time is None
+    flipped = bytearray(signature.signature)
+    flipped[-1] ^= 1
+    bad = dataclasses.replace(signature, signature=bytes(flipped))
+    assert _refusal(verifier, bad, DIGEST) == "signature does not verify over the payload"
