@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 
 import pytest
@@ -30,9 +29,13 @@ def test_chain_verifies_inside_validity(
     ca: SigningCA, leaf_key: ec.EllipticCurvePrivateKey
 ) -> None:
     leaf = ca.issue(leaf_key)
+    assert leaf.issuer == ca.intermediate.subject != ca.root.subject
     keyless.verify_chain(leaf, [ca.intermediate], [ca.root], EPOCH + timedelta(minutes=5))
     # the root may also come along in the chain annotation, as cosign writes it
     keyless.verify_chain(leaf, [ca.intermediate, ca.root], [ca.root], EPOCH)
+    # the acceptance rests on the intermediate actually linking leaf and root
+    with pytest.raises(keyless.CertificateError, match="does not chain to the trusted root"):
+        keyless.verify_chain(leaf, [], [ca.root], EPOCH)
 
 
 @pytest.mark.parametrize("minutes", [-1, 11])
@@ -81,8 +84,15 @@ def test_no_issuer_extension(ca: SigningCA, leaf_key: ec.EllipticCurvePrivateKey
 
 @given(st.binary(max_size=40))
 def test_der_utf8_never_crashes(value: bytes) -> None:
-    with contextlib.suppress(keyless.CertificateError):
-        keyless._der_utf8(value)
+    try:
+        text = keyless._der_utf8(value)
+    except keyless.CertificateError as exc:
+        assert str(exc)  # a reason, never an empty message
+        return
+    # Accepted only as a UTF8String whose header is followed by exactly the text's bytes.
+    assert value[0] == 0x0C
+    assert value.endswith(text.encode())
+    assert 2 <= len(value) - len(text.encode()) <= 6
 
 
 @given(st.text(max_size=300))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
@@ -69,8 +68,15 @@ def test_encode_decode_round_trip(repo: str, tag: str | None, hexdigest: str) ->
 
 @given(st.binary(max_size=200))
 def test_decode_never_crashes_on_garbage(data: bytes) -> None:
-    with contextlib.suppress(payload.PayloadError):
-        payload.decode(data)
+    try:
+        claims = payload.decode(data)
+    except payload.PayloadError as exc:
+        assert str(exc)  # a reason, never an empty message
+        return
+    # What decodes is well-typed claims that re-encode to an equivalent payload.
+    assert isinstance(claims, payload.SimpleSigning)
+    assert all(isinstance(v, str) for v in (claims.docker_reference, claims.manifest_digest))
+    assert isinstance(claims.type, str)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +130,11 @@ def test_decode_accepts_optional_object_from_other_signers() -> None:
             "optional": {"creator": "containers/image 5.34.2", "timestamp": 1700000000},
         }
     ).encode()
-    payload.check_claims(payload.decode(data), DIGEST, "h/a/b")
+    claims = payload.decode(data)
+    assert claims == payload.SimpleSigning("h/a/b:amd64", DIGEST)
+    payload.check_claims(claims, DIGEST, "h/a/b")
+    with pytest.raises(payload.PayloadError, match="payload identity is"):
+        payload.check_claims(claims, DIGEST, "h/a/c")
 
 
 @pytest.mark.parametrize(
