@@ -157,9 +157,16 @@ def test_and_or_compose(
 def test_constraint_parser_never_crashes(text: str) -> None:
     try:
         parsed = parse_range(trim_v(text))
-    except ConstraintError:
+    except ConstraintError as exc:
+        assert str(exc)  # a reason, never an empty message
         return
-    range_matches(parsed, SemVer(1, 9, 0))
+    assert isinstance(range_matches(parsed, SemVer(1, 9, 0)), bool)
+    # Every bound of a group is a version the parser understood; a group that only says
+    # "exactly v" matches v, whatever the other groups say.
+    for group in parsed:
+        assert all(isinstance(bound, SemVer) for _, bound in group)
+        if len(group) == 1 and group[0][0] in ("", "=", "=="):
+            assert range_matches(parsed, group[0][1]) is True
 
 
 # --- manifests and trees -------------------------------------------------------------------------

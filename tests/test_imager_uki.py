@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -297,8 +297,15 @@ def test_stub_without_sbat_builds_and_measures_no_sbat(
 
 @given(st.binary(max_size=600))
 def test_pe_parse_rejects_garbage_cleanly(data: bytes) -> None:
-    with contextlib.suppress(InvalidInput):
-        pe.parse(data)
+    try:
+        parsed = pe.parse(data, "garbage.efi")
+    except InvalidInput as exc:
+        assert str(exc).startswith("garbage.efi")  # names the file, never an IndexError
+        return
+    # Accepted only with both signatures where the headers say they are.
+    assert data[:2] == b"MZ" and parsed.dos_header == data[: len(parsed.dos_header)]
+    (lfanew,) = struct.unpack_from("<I", data, 0x3C)
+    assert data[lfanew : lfanew + 4] == b"PE\0\0"
 
 
 @given(st.integers(min_value=0, max_value=1 << 20))
