@@ -23,7 +23,7 @@ from imagefactory.sample.debian import debian_parts
 from imagefactory.sample.release import Release, ReleaseRequest, build_release
 from imagefactory.sample.versions import SampleVersion, parse_versions
 from imagefactory.signing import keys
-from imagefactory.signing.policy import Verifier
+from imagefactory.signing.policy import Mode, SignatureError, Verifier
 
 # Two versions on each side of the xz/zstd (1.8) and usr-merge/unified installer (1.10) quirks.
 VERSIONS = "v1.7.7,v1.11.5"
@@ -347,13 +347,27 @@ def test_installer_images(target: LayoutTarget, unpacked: Unpacked) -> None:
 def test_every_image_and_platform_manifest_is_signed(
     release: Release, target: LayoutTarget
 ) -> None:
-    verifier = Verifier.with_public_key(keys.load_public_key(release.public_key))
+    public_key = keys.load_public_key(release.public_key)
+    verifier = Verifier.with_public_key(public_key)
+    stranger = Verifier.with_public_key(keys.generate_key().public_key())
+    signer = f"key {keys.key_id(public_key)[:16]}"
+    assert release.images
     for image in release.images:
         reference = f"{LAYOUT_ORIGIN}/{image.repository}"
-        verifier.verify(target, image.repository, image.digest, reference)
         _, raw = target.get_manifest(image.repository, image.digest)
-        for child in json.loads(raw)["manifests"]:
-            verifier.verify(target, image.repository, child["digest"], reference)
+        children = [child["digest"] for child in json.loads(raw)["manifests"]]
+        assert children
+        for digest in (image.digest, *children):
+            verified = verifier.verify(target, image.repository, digest, reference)
+            assert (verified.mode, verified.digest, verified.signer) == (
+                Mode.PUBLIC_KEY,
+                digest,
+                signer,
+            )
+            assert verified.layer_digest.startswith("sha256:")
+            # Signed by the release's key, not merely signed: another key is refused.
+            with pytest.raises(SignatureError):
+                stranger.verify(target, image.repository, digest, reference)
 
 
 def test_config_is_loadable_and_points_at_the_release(release: Release) -> None:
