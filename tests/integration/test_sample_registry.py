@@ -134,8 +134,10 @@ def test_config_names_the_registry(pushed: Release, registry: RunningRegistry) -
         "registry": registry.host,
         "namespace": "mirror",
         "insecure": True,
-        "verify": {"publicKey": str(pushed.public_key.resolve())},
+        "verify": {"publicKey": pushed.public_key.name},
     }
+    # Relative to the config, so the whole directory can be copied elsewhere.
+    assert (pushed.config.parent / config["sources"]["verify"]["publicKey"]) == pushed.public_key
     assert config["versions"]["list"] == [VERSION]
 
 
