@@ -1,6 +1,6 @@
 """Disk images from `imagefactory build` boot under qemu and reach the sample init's markers.
 
-GRUB (1.7) from the raw disk under SeaBIOS and OVMF; dual-boot (1.11) raw under SeaBIOS (GRUB) and,
+GRUB (1.7) from the raw disk under SeaBIOS and OVMF; dual-boot (1.13) raw under SeaBIOS (GRUB) and,
 through its qcow2, vmdk (from the ova) and vhd, under both firmwares (OVMF starts systemd-boot and
 the UKI); the Secure Boot disk under OVMF with Secure Boot on.
 """
@@ -19,7 +19,7 @@ from build_helpers import pcr_key, private_config, write_schematic
 from imagefactory.cli import main
 from imagefactory.sample.init import parse_markers
 
-OLD, NEW = "v1.7.7", "v1.11.5"
+OLD, NEW = "v1.7.7", "v1.13.0"
 DONE = re.compile(r"TALOS-SAMPLE done")
 SNAKEOIL_KEY = Path("/usr/share/ovmf/PkKek-1-snakeoil.key")
 SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")
@@ -27,7 +27,16 @@ GRUB_ENTRY = "BOOT_IMAGE=/A/vmlinuz"
 
 
 @pytest.fixture(scope="module")
-def disks(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def sample_with_newest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sample release of the oldest GRUB-only and the newest dual-boot version, locked."""
+    out = tmp_path_factory.mktemp("sample-disk-boot")
+    assert main(["sample-release", "--out", str(out), "--versions", f"{OLD},{NEW}"]) == 0
+    assert main(["lock", "--config", str(out / "config.yaml")]) == 0
+    return out / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def disks(sample_with_newest: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("disk-boot")
     key = base / "snakeoil.key"
     subprocess.run(
@@ -39,7 +48,7 @@ def disks(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         "signingCertPath": str(SNAKEOIL_CERT),
         "pcrKeyPath": str(pcr_key(base)),
     }
-    config = private_config(sample_release, base, secureBoot=sb)
+    config = private_config(sample_with_newest, base, secureBoot=sb)
     schematic = write_schematic(base)
     wanted = [
         (OLD, "metal-amd64.raw"),
