@@ -17,21 +17,52 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from fnmatch import fnmatch
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # mutmut statuses meaning a test noticed the mutant (a timeout is an infinite loop the tests hit).
 KILLED = ("killed", "timeout", "segfault", "caught by type check")
-# group -> (files to mutate, tests that guard them). Fast tests only: each mutant runs them.
-GROUPS: dict[str, tuple[list[str], list[str]]] = {
+# group -> (files to mutate, tests that guard them, mutant-name globs or () for all). Fast tests
+# only: each mutant runs the tests that cover its function.
+GROUPS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "schematic-emitter": (
-        ["imagefactory/goyaml.py", "imagefactory/gotext.py"],
+        ["imagefactory/goyaml.py", "imagefactory/gotext.py", "imagefactory/goresolve.py"],
         ["tests/test_goyaml.py", "tests/test_schematic.py"],
+        (),
     ),
-    # Store (the content-addressed class) is driven by the OCI layout tests, not test_store.py.
-    "store": (["imagefactory/store.py"], ["tests/test_store.py", "tests/test_oci_layout.py"]),
-    "sources": (["imagefactory/sources.py"], ["tests/test_sources.py"]),
-    "build-keys": (["imagefactory/build.py"], ["tests/test_build_keys.py"]),
+    # Store (the content-addressed class) is driven by the OCI layout and unpack tests.
+    "store": (
+        ["imagefactory/store.py"],
+        [
+            "tests/test_store.py",
+            "tests/test_store_mutants.py",
+            "tests/test_oci_layout.py",
+            "tests/test_oci_unpack.py",
+        ],
+        (),
+    ),
+    # The lock checks only: SourceReader pins against a registry and is covered by the (slow)
+    # sample-release tests, not here.
+    "sources": (
+        ["imagefactory/sources.py"],
+        ["tests/test_sources.py"],
+        (
+            "imagefactory.sources.x_filter_versions__*",
+            "imagefactory.sources.x_lock_source__*",
+            "imagefactory.sources.x__absolute_registry__*",
+            "imagefactory.sources.x_check_lock_source__*",
+            "imagefactory.sources.x_lock_bytes__*",
+            "imagefactory.sources.x_read_lock__*",
+            "imagefactory.sources.x_lock_differences__*",
+        ),
+    ),
+    # The cache key and the keyed store step only; the builders behind them need the sample release.
+    "build-keys": (
+        ["imagefactory/build.py"],
+        ["tests/test_build_keys.py"],
+        ("imagefactory.build.x__key__*", "imagefactory.build.xǁBuildǁcached__*"),
+    ),
     "signing": (
         ["imagefactory/signing/*"],
         [
@@ -42,10 +73,22 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_signing_policy.py",
             "tests/test_signing_tlog.py",
         ],
+        (),
     ),
     "oci": (
-        ["imagefactory/oci/digest.py", "imagefactory/oci/unpack.py", "imagefactory/oci/model.py"],
-        ["tests/test_oci_unpack.py", "tests/test_oci_layout.py", "tests/test_layers.py"],
+        [
+            "imagefactory/oci/digest.py",
+            "imagefactory/oci/tarsafe.py",
+            "imagefactory/oci/pull.py",
+            "imagefactory/oci/model.py",
+        ],
+        [
+            "tests/test_oci_unpack.py",
+            "tests/test_oci_layout.py",
+            "tests/test_oci_http.py",
+            "tests/test_oci_build.py",
+        ],
+        (),
     ),
 }
 
@@ -77,8 +120,8 @@ def _config(mutate: list[str], tests: list[str]) -> str:
     )
 
 
-def run_group(name: str, minutes: float) -> dict[str, object]:
-    mutate, tests = GROUPS[name]
+def run_group(name: str, minutes: float, diffs: Path | None) -> dict[str, object]:
+    mutate, tests, selected = GROUPS[name]
     mutmut = Path(sys.executable).with_name("mutmut")
     with tempfile.TemporaryDirectory(prefix=f"mutation-{name}-") as tmp:
         work = Path(tmp)
@@ -93,7 +136,7 @@ def run_group(name: str, minutes: float) -> dict[str, object]:
             # every mutant came out "no tests".
             # Own session, so the time box ends mutmut's forked test runners too.
             runner = subprocess.Popen(
-                ["nice", "-n", "19", str(mutmut), "run", "--max-children", "1"],
+                ["nice", "-n", "19", str(mutmut), "run", "--max-children", "1", *selected],
                 cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )  # fmt: skip
@@ -110,15 +153,10 @@ def run_group(name: str, minutes: float) -> dict[str, object]:
             [str(mutmut), "results", "--all", "true"],
             cwd=work, capture_output=True, text=True, check=False,
         ).stdout.splitlines()  # fmt: skip
-    modules: dict[str, Counter[str]] = {}
-    survivors = []
-    for line in listing:
-        mutant, _, status = line.strip().rpartition(": ")
-        if not mutant:
-            continue
-        modules.setdefault(mutant.rsplit(".", 1)[0], Counter())[status] += 1
-        if status in ("survived", "no tests"):
-            survivors.append(f"{mutant}: {status}")
+        modules, survivors = _tally(listing, selected)
+        if diffs is not None:
+            shown = [_show(mutmut, work, line.rpartition(": ")[0]) for line in survivors]
+            (diffs / f"{name}.diff").write_text("\n".join(shown))
     return {
         "group": name,
         "finished": finished,
@@ -126,6 +164,27 @@ def run_group(name: str, minutes: float) -> dict[str, object]:
         "modules": modules,
         "survivors": survivors,
     }
+
+
+def _show(mutmut: Path, work: Path, mutant: str) -> str:
+    show = [str(mutmut), "show", mutant]
+    return subprocess.run(show, cwd=work, capture_output=True, text=True, check=False).stdout
+
+
+def _tally(
+    listing: list[str], selected: tuple[str, ...]
+) -> tuple[dict[str, Counter[str]], list[str]]:
+    """Statuses per module, and the mutants no test noticed, from `mutmut results --all true`."""
+    modules: dict[str, Counter[str]] = {}
+    survivors = []
+    for line in listing:
+        mutant, _, status = line.strip().rpartition(": ")
+        if not mutant or (selected and not any(fnmatch(mutant, glob) for glob in selected)):
+            continue
+        modules.setdefault(mutant.rsplit(".", 1)[0], Counter())[status] += 1
+        if status in ("survived", "no tests"):
+            survivors.append(f"{mutant}: {status}")
+    return modules, survivors
 
 
 def _summary(module: str, counts: Counter[str]) -> str:
@@ -145,13 +204,15 @@ def main() -> int:
     parser.add_argument("groups", nargs="*", default=list(GROUPS))
     parser.add_argument("--minutes", type=float, default=30.0, help="time box per group")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--diffs", type=Path, help="write each group's surviving mutants here")
     args = parser.parse_args()
     if args.list:
-        for name, (mutate, tests) in GROUPS.items():
-            print(f"{name}: {' '.join(mutate)} <- {' '.join(tests)}")
+        for name, (mutate, tests, selected) in GROUPS.items():
+            only = f" (only {' '.join(selected)})" if selected else ""
+            print(f"{name}: {' '.join(mutate)} <- {' '.join(tests)}{only}")
         return 0
     for name in args.groups:
-        result = run_group(name, args.minutes)
+        result = run_group(name, args.minutes, args.diffs)
         state = "complete" if result["finished"] else "cut short by the time box"
         print(f"{name}: {result['seconds']} s, {state}")
         modules: dict[str, Counter[str]] = result["modules"]  # type: ignore[assignment]
