@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import oras.client
 import pytest
 import yaml
 from build_helpers import absolute_paths
@@ -226,6 +227,15 @@ def test_every_asset_is_in_the_registry_cache_signed(factory: Factory) -> None:
             dest = factory.root / "pulled"
             target.fetch_blob(repository, layer["digest"], dest)
             assert dest.read_bytes() == (config.public / path).read_bytes()
+    # A third-party client, oras-py, reads the same entries by tag.
+    client = oras.client.OrasClient(hostname=factory.registry.host, insecure=True)
+    for receipt in assets:
+        path = next(p for p, e in receipt["files"].items() if "sha512" in e)
+        pulled = client.pull(
+            target=f"{factory.registry.host}/{repository}:{receipt['buildKey']}",
+            outdir=str(factory.root / "oras" / receipt["buildKey"]),
+        )
+        assert [Path(p).read_bytes() for p in pulled] == [(config.public / path).read_bytes()]
     skopeo = subprocess.run(
         ["skopeo", "inspect", "--tls-verify=false", "--raw",
          f"docker://{factory.registry.host}/{repository}:{assets[0]['buildKey']}"],
