@@ -46,13 +46,14 @@ GROUPS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     # sample-release tests, not here.
     "sources": (
         ["imagefactory/sources.py"],
-        ["tests/test_sources.py"],
+        ["tests/test_sources.py", "tests/test_sources_lock.py"],
         (
             "imagefactory.sources.x_filter_versions__*",
             "imagefactory.sources.x_lock_source__*",
             "imagefactory.sources.x__absolute_registry__*",
             "imagefactory.sources.x_check_lock_source__*",
             "imagefactory.sources.x_lock_bytes__*",
+            "imagefactory.sources.x_write_lock__*",
             "imagefactory.sources.x_read_lock__*",
             "imagefactory.sources.x_lock_differences__*",
         ),
