@@ -73,6 +73,7 @@ GROUPS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
             "tests/test_signing_payload.py",
             "tests/test_signing_policy.py",
             "tests/test_signing_tlog.py",
+            "tests/test_signing_mutants.py",
         ],
         (),
     ),
