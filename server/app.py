@@ -9,7 +9,7 @@ from pathlib import Path
 from twisted.application import internet, service, strports
 from twisted.internet import reactor
 from twisted.internet.error import CannotListenError
-from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.logger import globalLogBeginner
 
 from imagefactory.config import Config
 from imagefactory.errors import FactoryError
@@ -17,6 +17,7 @@ from server import files
 from server.assets import Assets
 from server.builds import Builds
 from server.catalog import Catalog
+from server.logs import text_observer
 from server.metrics import Metrics
 from server.pxe import IPXE_BINARIES, chain_scripts
 from server.registry import Registry
@@ -76,7 +77,7 @@ def make_service(config: Config, *, external_url: str | None = None) -> service.
 def serve(config: Config, *, external_url: str | None = None) -> None:
     """Run the server until SIGTERM or SIGINT; stopping the tree stops builds and cleans up."""
     top = make_service(config, external_url=external_url)
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([text_observer(sys.stderr)], redirectStandardIO=False)
     try:
         top.startService()
     except CannotListenError as exc:

@@ -7,7 +7,9 @@ live under store/ondemand/ with the static tree's paths and are never written in
 from __future__ import annotations
 
 import os
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from imagefactory import tree
 from imagefactory.config import Config
@@ -61,8 +63,11 @@ class Assets:
         path = self.public_root() / relative
         return path if path.is_file() else None
 
-    async def image(self, schematic_id: str, version_text: str, name: str) -> Path:
-        """The file for /image/<id>/<version>/<name> (an asset or one of its sidecars)."""
+    def image(
+        self, schematic_id: str, version_text: str, name: str
+    ) -> Path | Coroutine[Any, Any, Path]:
+        """The file for /image/<id>/<version>/<name> (an asset or one of its sidecars): at once
+        when published or built already, else a coroutine that builds it first."""
         schematic, schematic_file = self.schematics.find(schematic_id)
         version = parse_version(version_text)
         self.catalog.check(version)
@@ -75,23 +80,32 @@ class Assets:
                 return found
         dest_dir = self.builds.root / tree.image_path(schematic_id, version, "")
         built = dest_dir / (canonical + sidecar)
-        if not (dest_dir / canonical).is_file():
-            argv = (
-                "asset",
-                "--schematic", str(schematic_file),
-                "--version", version.tag,
-                "--asset", canonical,
-                "--dest", str(dest_dir),
-            )  # fmt: skip
-            key = ("asset", schematic_id, version.tag, canonical)
-            await self.builds.build(Job(key, canonical, argv, dest_dir / canonical))
-        if sidecar and not built.is_file():  # the `.sig` of a build made without a signing key
-            raise NotFound(f"{name}: not signed (no publish signing key is configured)")
-        return built
+        if (dest_dir / canonical).is_file():
+            return _signed(built, name)
+        argv = (
+            "asset",
+            "--schematic", str(schematic_file),
+            "--version", version.tag,
+            "--asset", canonical,
+            "--dest", str(dest_dir),
+        )  # fmt: skip
+        key = ("asset", schematic_id, version.tag, canonical)
+        return self._build(Job(key, canonical, argv, dest_dir / canonical), built, name)
 
-    async def cmdline(self, schematic_id: str, version_text: str, platform_arch: str) -> str:
-        """The kernel command line upstream's PXE handler puts in its script (cmdline-<p-a>)."""
+    async def _build(self, job: Job, built: Path, name: str) -> Path:
+        await self.builds.build(job)
+        return _signed(built, name)
+
+    def cmdline_file(
+        self, schematic_id: str, version_text: str, platform_arch: str
+    ) -> Path | Coroutine[Any, Any, Path]:
+        """The file of the kernel command line upstream's PXE handler puts in its script."""
         request = parse_asset_path(f"cmdline-{platform_arch}")
         assert request.kind is OutputKind.CMDLINE
-        path = await self.image(schematic_id, version_text, request.path)
-        return path.read_text().strip()
+        return self.image(schematic_id, version_text, request.path)
+
+
+def _signed(built: Path, name: str) -> Path:
+    if not built.is_file():  # the `.sig` of a build made without a signing key
+        raise NotFound(f"{name}: not signed (no publish signing key is configured)")
+    return built

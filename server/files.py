@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from email.utils import formatdate, parsedate_to_datetime
-from typing import BinaryIO
+from functools import lru_cache
 
 from twisted.internet.interfaces import IDelayedCall, IPullProducer
 from twisted.web import http
@@ -20,6 +21,11 @@ from server.web import FactoryRequest, FileResponse, clock
 
 CHUNK = 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+@lru_cache(maxsize=4096)
+def _http_date(mtime: int) -> bytes:
+    return formatdate(mtime, usegmt=True).encode()
 
 
 def _etag(st: os.stat_result) -> str:
@@ -76,10 +82,10 @@ class _Sender:
     """Writes [offset, offset+length) of a file as the transport asks for more."""
 
     def __init__(
-        self, request: FactoryRequest, handle: BinaryIO, offset: int, length: int, stalled: float
+        self, request: FactoryRequest, fd: int, offset: int, length: int, stalled: float
     ) -> None:
         self.request: FactoryRequest | None = request
-        self.handle = handle
+        self.fd: int | None = fd
         self.offset = offset
         self.remaining = length
         self.stalled = stalled
@@ -95,7 +101,8 @@ class _Sender:
         if request is None:
             return
         self.watchdog.reset(self.stalled)
-        data = os.pread(self.handle.fileno(), min(CHUNK, self.remaining), self.offset)
+        assert self.fd is not None
+        data = os.pread(self.fd, min(CHUNK, self.remaining), self.offset)
         if not data and self.remaining:
             # The file shrank under us; end the connection rather than send a short body.
             request.unregisterProducer()
@@ -116,7 +123,9 @@ class _Sender:
         if self.watchdog.active():
             self.watchdog.cancel()
         self.request = None
-        self.handle.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def _stall(self) -> None:
         request = self.request
@@ -127,20 +136,30 @@ class _Sender:
         self.stopProducing()
 
 
+def _open(answer: FileResponse) -> tuple[int, os.stat_result]:
+    """A descriptor on a regular file and its status; NotFound for anything else."""
+    try:
+        fd = os.open(answer.path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"{answer.path.name}: not found") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotFound(f"{answer.path.name}: not found")
+    return fd, st
+
+
 def send_file(request: FactoryRequest, answer: FileResponse) -> None:
     """Answer with the file, or 304/416; the body streams through a producer."""
+    fd, st = _open(answer)
+    handed = False  # to a _Sender, which closes it
     try:
-        handle = answer.path.open("rb")
-    except (FileNotFoundError, IsADirectoryError):
-        raise NotFound(f"{answer.path.name}: not found") from None
-    try:
-        st = os.fstat(handle.fileno())
         etag = _etag(st)
         mtime = int(st.st_mtime)
         size = st.st_size
         request.setHeader(b"content-type", answer.content_type.encode())
         request.setHeader(b"etag", etag.encode())
-        request.setHeader(b"last-modified", formatdate(mtime, usegmt=True).encode())
+        request.setHeader(b"last-modified", _http_date(mtime))
         request.setHeader(b"accept-ranges", b"bytes")
         for name, value in answer.headers.items():
             request.setHeader(name.encode(), value.encode())
@@ -151,7 +170,6 @@ def send_file(request: FactoryRequest, answer: FileResponse) -> None:
         if _not_modified(request, etag, mtime):
             request.setResponseCode(304)
             request.responseHeaders.removeHeader(b"content-type")
-            handle.close()
             request.finish()
             return
         wanted = _byte_range(request, size, etag)
@@ -161,7 +179,6 @@ def send_file(request: FactoryRequest, answer: FileResponse) -> None:
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             body = b"requested range not satisfiable\n"
             request.setHeader(b"content-length", str(len(body)).encode())
-            handle.close()
             if request.method != b"HEAD":
                 request.write(body)
             request.finish()
@@ -173,20 +190,20 @@ def send_file(request: FactoryRequest, answer: FileResponse) -> None:
             request.setHeader(b"content-range", f"bytes {wanted[0]}-{wanted[1]}/{size}".encode())
         request.setHeader(b"content-length", str(length).encode())
         if request.method == b"HEAD" or length == 0:
-            handle.close()
             request.write(b"")
             request.finish()
             return
         if length <= CHUNK:  # one write: no producer needed
-            data = os.pread(handle.fileno(), length, first)
-            handle.close()
+            data = os.pread(fd, length, first)
             if len(data) != length:  # the file shrank under us: never a short body
                 request.loseConnection()
                 return
             request.write(data)
             request.finish()
             return
-    except BaseException:
-        handle.close()
-        raise
-    _Sender(request, handle, first, length, request.site.settings.stalled_timeout).start()
+        sender = _Sender(request, fd, first, length, request.site.settings.stalled_timeout)
+        handed = True
+        sender.start()
+    finally:
+        if not handed:
+            os.close(fd)

@@ -6,6 +6,9 @@ otherwise chains the default target's HTTP /pxe script; iPXE's ${buildarch} pick
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from imagefactory import tree
 from imagefactory.config import PxeTarget, ServerSettings
 from imagefactory.profile import parse_arch, parse_asset_path
@@ -13,6 +16,56 @@ from imagefactory.profile import parse_arch, parse_asset_path
 DEFAULT_SCRIPT = "boot.ipxe"
 # iPXE binaries from Debian's ipxe package that the TFTP server offers.
 IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
+SCRIPT_CACHE = 10_000
+
+# Which file a script's command line was read from: path, device, inode, size, mtime.
+FileIdentity = tuple[str, int, int, int, int]
+
+
+def _identity(path: str, st: os.stat_result) -> FileIdentity:
+    return path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class ScriptCache:
+    """/pxe scripts by (schematic, version, platform-arch), each kept with the identity of the
+    cmdline file it was made from: a generation switch or a rebuild names another file (or a new
+    inode under the same name), which makes the script again."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self._scripts: dict[tuple[str, str, str], tuple[FileIdentity, bytes]] = {}
+
+    def script(
+        self,
+        schematic_id: str,
+        version: str,
+        platform: str,
+        arch: str,
+        *,
+        secureboot: bool,
+        cmdline_file: Path,
+    ) -> bytes:
+        key = (schematic_id, version, f"{platform}-{arch}{'-secureboot' if secureboot else ''}")
+        path = str(cmdline_file)
+        cached = self._scripts.get(key)
+        if cached is not None and cached[0] == _identity(path, os.stat(path)):
+            return cached[1]
+        with open(path, "rb") as handle:  # identity and bytes from the same open file
+            identity = _identity(path, os.fstat(handle.fileno()))
+            cmdline = handle.read().decode().strip()
+        made = tree.pxe_script(
+            self.base_url,
+            schematic_id,
+            version,
+            platform,
+            arch,
+            secureboot=secureboot,
+            cmdline=cmdline,
+        )
+        if len(self._scripts) >= SCRIPT_CACHE:
+            self._scripts.clear()
+        self._scripts[key] = (identity, made)
+        return made
 
 
 def split_platform_arch(platform_arch: str) -> tuple[str, str, bool]:

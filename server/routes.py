@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from imagefactory import tree
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
@@ -12,7 +14,7 @@ from imagefactory.signing.keys import load_private_key, public_key_pem
 from server.assets import Assets, parse_version
 from server.catalog import Catalog
 from server.metrics import Metrics
-from server.pxe import split_platform_arch
+from server.pxe import ScriptCache, split_platform_arch
 from server.registry import Registry
 from server.schematics import Schematics
 from server.web import TEXT, FactoryRequest, FileResponse, Response, Route, Unavailable, route
@@ -22,7 +24,8 @@ _FILENAME = re.compile(r"[A-Za-z0-9._+-]{1,255}")
 
 
 class Api:
-    """The handlers; each is an `async def` returning a Response or FileResponse, or raising."""
+    """The handlers; each returns a Response or FileResponse (a coroutine of one when it may wait
+    for a build), or raises."""
 
     def __init__(
         self,
@@ -40,15 +43,16 @@ class Api:
         self.registry = registry
         self.metrics = metrics
         self.pxe_base_url = pxe_base_url
+        self.pxe_scripts = ScriptCache(pxe_base_url)
 
     def _published(self, relative: str, content_type: str) -> FileResponse | None:
         found = self.assets.public_file(relative)
         return FileResponse(found, content_type) if found else None
 
-    async def health(self, request: FactoryRequest) -> Response:
+    def health(self, request: FactoryRequest) -> Response:
         return Response(b"")
 
-    async def ready(self, request: FactoryRequest) -> Response:
+    def ready(self, request: FactoryRequest) -> Response:
         """Ready when the lock the builds use can be read (it names the versions served)."""
         try:
             self.catalog.versions()
@@ -56,10 +60,10 @@ class Api:
             raise Unavailable(f"not ready: {exc}") from None
         return Response(b"")
 
-    async def metrics_text(self, request: FactoryRequest) -> Response:
+    def metrics_text(self, request: FactoryRequest) -> Response:
         return Response(self.metrics.render(), content_type="text/plain; version=0.0.4")
 
-    async def create_schematic(self, request: FactoryRequest) -> Response:
+    def create_schematic(self, request: FactoryRequest) -> Response:
         assert request.content is not None
         schematic = self.schematics.create(request.content.read())
         body = json.dumps(
@@ -68,59 +72,72 @@ class Api:
         )
         return Response((body + "\n").encode(), 201, "application/json")
 
-    async def get_schematic(self, request: FactoryRequest, schematic_id: str) -> Response:
+    def get_schematic(self, request: FactoryRequest, schematic_id: str) -> Response:
         try:
             schematic, _ = self.schematics.find(schematic_id)
         except NotFound:
             raise NotFound("schematic not found") from None
         return Response(schematic.canonical_bytes, content_type="application/yaml")
 
-    async def image(
+    def image(
         self, request: FactoryRequest, schematic_id: str, version: str, asset: str
-    ) -> FileResponse:
-        path = await self.assets.image(schematic_id, version, asset)
+    ) -> FileResponse | Coroutine[Any, Any, FileResponse]:
         name = asset
         override = request.args.get(b"filename")
         if override:
             name = override[0].decode("utf-8", "replace")
             if not _FILENAME.fullmatch(name):
                 raise InvalidInput(f"invalid filename: {name!r}")
-        return FileResponse(path, tree.content_type(asset), download_name=name)
+        found = self.assets.image(schematic_id, version, asset)
+        if isinstance(found, Path):
+            return FileResponse(found, tree.content_type(asset), download_name=name)
+        return self._image_built(found, asset, name)
 
-    async def pxe(
+    async def _image_built(
+        self, building: Coroutine[Any, Any, Path], asset: str, name: str
+    ) -> FileResponse:
+        return FileResponse(await building, tree.content_type(asset), download_name=name)
+
+    def pxe(
         self, request: FactoryRequest, schematic_id: str, version: str, platform_arch: str
-    ) -> Response:
+    ) -> Response | Coroutine[Any, Any, Response]:
         self.schematics.find(schematic_id)
         talos = parse_version(version)
         self.catalog.check(talos)
         platform, arch, secureboot = split_platform_arch(platform_arch)
         suffix = "-secureboot" if secureboot else ""
-        cmdline = await self.assets.cmdline(schematic_id, version, f"{platform}-{arch}{suffix}")
-        script = tree.pxe_script(
-            self.pxe_base_url,
-            schematic_id,
-            talos,
-            platform,
-            arch,
-            secureboot=secureboot,
-            cmdline=cmdline,
-        )
-        return Response(script)
+        found = self.assets.cmdline_file(schematic_id, version, f"{platform}-{arch}{suffix}")
 
-    async def versions(self, request: FactoryRequest) -> Response | FileResponse:
+        def script(cmdline_file: Path) -> Response:
+            return Response(
+                self.pxe_scripts.script(
+                    schematic_id,
+                    talos.tag,
+                    platform,
+                    arch,
+                    secureboot=secureboot,
+                    cmdline_file=cmdline_file,
+                )
+            )
+
+        if isinstance(found, Path):
+            return script(found)
+        return _then(found, script)
+
+    def versions(self, request: FactoryRequest) -> Response | FileResponse:
         return self._published(tree.VERSIONS, TEXT) or Response(self.catalog.versions_json())
 
-    async def extensions(self, request: FactoryRequest, version: str) -> Response | FileResponse:
+    def extensions(self, request: FactoryRequest, version: str) -> Response | FileResponse:
         talos = parse_version(version)
         published = self._published(tree.extensions_path(talos), TEXT)
         return published or Response(self.catalog.extensions_json(talos))
 
-    async def overlays(self, request: FactoryRequest, version: str) -> Response | FileResponse:
+    def overlays(self, request: FactoryRequest, version: str) -> Response | FileResponse:
         talos = parse_version(version)
         published = self._published(tree.overlays_path(talos), TEXT)
         return published or Response(self.catalog.overlays_json(talos))
 
-    async def signing_key(self, request: FactoryRequest) -> Response | FileResponse:
+    def signing_key(self, request: FactoryRequest) -> Response | FileResponse:
         found = self._published(tree.SIGNING_KEY, tree.PEM)
         if found is not None:
             return found
@@ -129,7 +146,7 @@ class Api:
             raise NotFound("no signing key is configured")
         return Response(public_key_pem(load_private_key(key_path)), content_type=tree.PEM)
 
-    async def secureboot_cert(self, request: FactoryRequest) -> FileResponse:
+    def secureboot_cert(self, request: FactoryRequest) -> FileResponse:
         found = self._published(tree.SECUREBOOT_CERT, tree.PEM)
         keys = self.assets.config.secureboot
         if found is None and keys is not None:
@@ -138,25 +155,34 @@ class Api:
             raise NotFound("secure boot is disabled")
         return found
 
-    async def ui_index(self, request: FactoryRequest) -> FileResponse:
+    def ui_index(self, request: FactoryRequest) -> FileResponse:
         found = self._published(tree.UI_INDEX, tree.ui_content_type(tree.UI_INDEX))
         if found is None:
             raise NotFound("the published tree has no web UI")
         return found
 
-    async def ui_file(self, request: FactoryRequest, path: str) -> FileResponse:
+    def ui_file(self, request: FactoryRequest, path: str) -> FileResponse:
         relative = f"{tree.UI_DIR}/{path}"
         found = self._published(relative, tree.ui_content_type(relative))
         if found is None:
             raise NotFound(f"/{relative} not found")
         return found
 
-    async def registry_ping(self, request: FactoryRequest) -> Response:
+    def registry_ping(self, request: FactoryRequest) -> Response:
         return self.registry.ping()
 
-    async def registry_path(self, request: FactoryRequest, path: str) -> Response | FileResponse:
+    def registry_path(
+        self, request: FactoryRequest, path: str
+    ) -> Coroutine[Any, Any, Response | FileResponse]:
         # containerd adds ?ns=<host> when a mirror points here; the path alone decides.
-        return await self.registry.resolve(path)
+        return self.registry.resolve(path)
+
+
+async def _then(
+    building: Coroutine[Any, Any, Path], answer: Callable[[Path], Response]
+) -> Response:
+    """The answer made from a file once its on-demand build has finished."""
+    return answer(await building)
 
 
 def routes(api: Api) -> list[Route]:

@@ -1,14 +1,16 @@
 """HTTP plumbing: the site with its limits, the route map, and typed errors turned into answers.
 
-Handlers are `async def`s that return a Response (or a FileResponse) or raise a FactoryError;
-`Router.render` is the one place that turns either into status, headers and a plain-text body.
+Handlers return a Response (or a FileResponse), or a coroutine of one when they may wait (an
+on-demand build), or raise a FactoryError; `Router.render` is the one place that turns either into
+status, headers and a plain-text body. Answers known at once never enter Deferred machinery.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from twisted.web import http, resource, server
 from imagefactory import __version__
 from imagefactory.config import ServerSettings
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
+from server.logs import ACCESS_FORMAT
 from server.metrics import Metrics
 
 log = Logger()
@@ -80,7 +83,8 @@ class FileResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[..., Awaitable[Response | FileResponse]]
+Answer = Response | FileResponse
+Handler = Callable[..., Answer | Coroutine[Any, Any, Answer]]
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,29 @@ def route(name: str, methods: str, path: str, handler: Handler) -> Route:
     # "/" is one empty segment, as path_segments splits it.
     pattern = tuple(path.strip("/").split("/")) if path.strip("/") else ("",)
     return Route(name, tuple(methods.split(",")), pattern, handler)
+
+
+class _HttpDate:
+    """The Date header's value, formatted once a second rather than once a request."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        second = int(time.time())
+        if second != cls.second:
+            cls.value, cls.second = http.datetimeToString(second), second
+        return cls.value
+
+
+# Request IDs: a random prefix per process and a counter, unique without a syscall per request.
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):016x}"
 
 
 def path_segments(raw: bytes) -> list[str]:
@@ -153,7 +180,7 @@ class FactoryRequest(server.Request):
         self.route_name = "none"
         self.refused = False
         self._body_bytes = 0
-        self.request_id = uuid.uuid4().hex
+        self.request_id = new_request_id()
 
     def gotLength(self, length: int | None) -> None:
         limit = self.owner.settings.max_body_bytes
@@ -203,12 +230,34 @@ class FactoryRequest(server.Request):
             self.request_id = given[0].decode()
         super().requestReceived(command, path, version)
 
+    def process(self) -> None:
+        """The site's one resource rendered directly: the Router routes on `path` itself."""
+        if self.path == b"*":
+            super().process()
+            return
+        self.site = self.owner
+        self.setHeader(b"server", SERVER_HEADER)
+        self.setHeader(b"date", _HttpDate.now())
+        self.prepath, self.postpath = [], []
+        try:
+            self.render(self.site.resource)
+        except BaseException:
+            self.processingFailed(Failure())
+
 
 class FactoryChannel(http.HTTPChannel):
     """An HTTP channel whose requests must arrive whole within `request_timeout` (no slowloris)."""
 
     site: FactorySite
     _deadline: IDelayedCall | None = None
+    _receiving = False  # a request has begun arriving and is not complete yet
+    _host: Any = None
+
+    def getHost(self) -> Any:
+        # Asked by every request; the local address of a connection never changes.
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -216,17 +265,23 @@ class FactoryChannel(http.HTTPChannel):
         self.site.metrics.set("imagefactory_http_connections", self.site.connections)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._deadline is None and not self._handlingRequest:
-            self._deadline = clock.callLater(self.site.settings.request_timeout, self._too_slow)
+        if not self._receiving and not self._handlingRequest:
+            # One timer per connection, moved forward per request: cheaper than one per request.
+            self._receiving = True
+            timeout = self.site.settings.request_timeout
+            if self._deadline is not None and self._deadline.active():
+                self._deadline.reset(timeout)
+            else:
+                self._deadline = clock.callLater(timeout, self._too_slow)
         super().dataReceived(data)
 
     def request_complete(self) -> None:
-        if self._deadline is not None and self._deadline.active():
-            self._deadline.cancel()
-        self._deadline = None
+        self._receiving = False
 
     def _too_slow(self) -> None:
         self._deadline = None
+        if not self._receiving:
+            return
         if self.requests and isinstance(self.requests[-1], FactoryRequest):
             self.requests[-1].refuse(408, "request not received in time")
         elif self.transport is not None:
@@ -234,6 +289,9 @@ class FactoryChannel(http.HTTPChannel):
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self.request_complete()
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
         self.site.connections -= 1
         self.site.metrics.set("imagefactory_http_connections", self.site.connections)
         super().connectionLost(reason)
@@ -276,15 +334,9 @@ class FactorySite(server.Site):
             request.sentLength,
             route=request.route_name,
         )
-        log.info(
-            "{method} {path} {status} {bytes} {ms:.1f}ms {rid}",
-            method=method,
-            path=path,
-            status=status,
-            bytes=request.sentLength,
-            ms=ms,
-            rid=request.request_id,
-        )
+        # Formatted here, once: the log observer writes an access line as it is (server.logs).
+        line = f"{method} {path} {status} {request.sentLength} {ms:.1f}ms {request.request_id}"
+        log.info(ACCESS_FORMAT, access=line)
 
 
 def error_text(exc: FactoryError) -> str:
@@ -309,12 +361,22 @@ class Router(resource.Resource):
         method = request.method.decode("ascii", "replace")
         if method == "OPTIONS" and request.getHeader(b"origin"):
             return self._preflight(request)
-        d = defer.Deferred.fromCoroutine(self._dispatch(request, method))
+        try:
+            answer = self._dispatch(request, method)
+            if isinstance(answer, Response | FileResponse):
+                self._answer(answer, request)
+                return server.NOT_DONE_YET
+        except Exception:
+            self._fail(Failure(), request)
+            return server.NOT_DONE_YET
+        d = defer.Deferred.fromCoroutine(answer)
         d.addCallback(self._answer, request)
         d.addErrback(self._fail, request)
         return server.NOT_DONE_YET
 
-    async def _dispatch(self, request: FactoryRequest, method: str) -> Response | FileResponse:
+    def _dispatch(
+        self, request: FactoryRequest, method: str
+    ) -> Answer | Coroutine[Any, Any, Answer]:
         segments = path_segments(request.path)
         allowed: list[str] = []
         for candidate in self.routes:
@@ -325,7 +387,7 @@ class Router(resource.Resource):
                 allowed.extend(candidate.methods)
                 continue
             request.route_name = candidate.name
-            return await candidate.handler(request, **params)
+            return candidate.handler(request, **params)
         if allowed:
             raise MethodNotAllowed(allowed)
         raise NotFound("404 page not found")

@@ -263,3 +263,58 @@ def test_web_ui_served_from_the_published_tree(served: Served) -> None:
         assert served.get("/ui/%2e%2e/index.html").status_code == 400
     finally:
         public.unlink()
+
+
+def test_pxe_script_follows_a_generation_switch_and_a_rebuild(served: Served) -> None:
+    """The script is cached per cmdline file: another generation, or a file renamed over the old
+    one (same size and mtime, new inode), makes it again; without a published tree, on demand."""
+    assert post_schematic(served, "customization: {}\n") == VANILLA
+    public = served.config.parent / "public"
+    relative = tree.image_path(VANILLA, "v1.7.7", "cmdline-metal-amd64")
+    for generation, text in (("pxe-1", b"talos.gen=1\n"), ("pxe-2", b"talos.gen=2\n")):
+        path = served.config.parent / generation / relative
+        path.parent.mkdir(parents=True)
+        path.write_bytes(text)
+    url = f"/pxe/{VANILLA}/v1.7.7/metal-amd64"
+
+    def kernel_args() -> str:
+        got = served.get(url)
+        assert got.status_code == 200, got.text
+        kernel = next(line for line in got.text.splitlines() if line.startswith("kernel "))
+        return kernel.split(" ", 2)[2]
+
+    os.symlink("pxe-1", public)
+    try:
+        assert kernel_args() == kernel_args() == "talos.gen=1"
+        os.symlink("pxe-2", served.config.parent / "public.new")
+        os.replace(served.config.parent / "public.new", public)
+        assert kernel_args() == "talos.gen=2"
+        # A rebuild: new bytes of the same length and mtime, renamed into place.
+        current = served.config.parent / "pxe-2" / relative
+        before = current.stat()
+        rebuilt = current.with_name("cmdline.new")
+        rebuilt.write_bytes(b"talos.gen=3\n")
+        os.utime(rebuilt, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(rebuilt, current)
+        assert kernel_args() == "talos.gen=3"
+    finally:
+        public.unlink()
+    assert kernel_args().startswith("talos.platform=metal")
+
+
+def test_one_access_line_per_request(served: Served) -> None:
+    """Method, path, status, body bytes, milliseconds and the request ID, on one line."""
+    rid = "access-line-test-0001"
+    got = served.get("/versions?probe=1", headers={"X-Request-Id": rid})
+    assert got.headers["X-Request-Id"] == rid
+    generated = served.get("/healthz?probe=2").headers["X-Request-Id"]
+    assert generated != served.get("/healthz?probe=2").headers["X-Request-Id"]
+    lines = served.log.read_text().splitlines()
+    mine = [line for line in lines if line.endswith(f" {rid}")]
+    assert len(mine) == 1, lines[-20:]
+    fields = mine[0].split()
+    assert fields[2:6] == ["GET", "/versions?probe=1", "200", str(len(got.content))]
+    assert fields[6].endswith("ms") and float(fields[6].removesuffix("ms")) >= 0
+    assert [line for line in lines if line.endswith(f" {generated}")] == [
+        next(line for line in lines if "/healthz?probe=2 200 0 " in line)
+    ]
