@@ -3,7 +3,8 @@
 
 Not part of CI (it is slow). Each module group runs in its own copy of the tracked tree (mutmut
 writes mutants/ beside the code), niced and time-boxed; a group cut short reports the mutants it
-checked. Usage: bench/mutation.py [GROUP ...] [--minutes N per group] [--list]
+checked. Usage: bench/mutation.py [GROUP ...] [--minutes N per group] [--only GLOB] [--diffs DIR]
+[--list]; results and survivors explained: bench/MUTATION.md
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ GROUPS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
             "tests/test_oci_layout.py",
             "tests/test_oci_http.py",
             "tests/test_oci_build.py",
+            "tests/test_oci_mutants.py",
         ],
         (),
     ),
@@ -122,8 +124,14 @@ def _config(mutate: list[str], tests: list[str]) -> str:
     )
 
 
-def run_group(name: str, minutes: float, diffs: Path | None) -> dict[str, object]:
+def run_group(
+    name: str, minutes: float, diffs: Path | None, only: tuple[str, ...] = ()
+) -> dict[str, object]:
     mutate, tests, selected = GROUPS[name]
+    if only:
+        if selected:
+            raise SystemExit(f"{name}: --only cannot narrow a group that already selects mutants")
+        selected = only
     mutmut = Path(sys.executable).with_name("mutmut")
     with tempfile.TemporaryDirectory(prefix=f"mutation-{name}-") as tmp:
         work = Path(tmp)
@@ -207,6 +215,12 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0, help="time box per group")
     parser.add_argument("--list", action="store_true", help="print the groups and exit")
     parser.add_argument("--diffs", type=Path, help="write each group's surviving mutants here")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="mutant-name glob (repeatable), e.g. '*__mutmut_*[37]' for a fifth of every function",
+    )
     args = parser.parse_args()
     if args.list:
         for name, (mutate, tests, selected) in GROUPS.items():
@@ -214,7 +228,7 @@ def main() -> int:
             print(f"{name}: {' '.join(mutate)} <- {' '.join(tests)}{only}")
         return 0
     for name in args.groups:
-        result = run_group(name, args.minutes, args.diffs)
+        result = run_group(name, args.minutes, args.diffs, tuple(args.only))
         state = "complete" if result["finished"] else "cut short by the time box"
         print(f"{name}: {result['seconds']} s, {state}")
         modules: dict[str, Counter[str]] = result["modules"]  # type: ignore[assignment]

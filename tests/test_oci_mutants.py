@@ -1,0 +1,247 @@
+"""OCI details the mutation run showed unguarded: links inside the root, opaque directories after
+entries of the same layer, link-target depth counting, modes and mtimes, exact refusal reasons."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import re
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imagefactory.errors import BuildError, InvalidInput
+from imagefactory.oci import digest, model
+from imagefactory.oci.tarsafe import apply_layer
+
+
+@dataclass(frozen=True)
+class E:
+    """One tar entry: a file (data), a directory, a symlink or hard link (target)."""
+
+    name: str
+    kind: str = "file"
+    data: bytes = b""
+    target: str = ""
+    mode: int = 0o644
+    mtime: int = 1_000_000
+
+
+def tar(*entries: E) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for entry in entries:
+            info = tarfile.TarInfo(entry.name)
+            info.mode, info.mtime = entry.mode, entry.mtime
+            if entry.kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif entry.kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, entry.target
+            elif entry.kind == "hardlink":
+                info.type, info.linkname = tarfile.LNKTYPE, entry.target
+            else:
+                info.size = len(entry.data)
+            out.addfile(info, io.BytesIO(entry.data) if entry.kind == "file" else None)
+    buf.seek(0)
+    return buf
+
+
+def apply(root: Path, *entries: E) -> None:
+    root.mkdir(exist_ok=True)
+    apply_layer(tar(*entries), root, "layer")
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+# ---- links inside the root ------------------------------------------------------------------------
+
+
+def test_entries_may_go_through_symlinks_that_stay_inside(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    apply(
+        root,
+        E("sub", "dir", mode=0o755),
+        E("lnk", "symlink", target="sub"),
+        E("self", "symlink", target="."),
+        E("lnk/a", data=b"via link"),
+        E("self/b", data=b"via self"),
+    )
+    assert (root / "sub" / "a").read_bytes() == b"via link"
+    assert (root / "b").read_bytes() == b"via self"
+
+
+@pytest.mark.parametrize(
+    "target", ["a/../b", "./a/.././b", "a//..//b", "a/b/../../c", "/../../abs", "/etc/x"]
+)
+def test_symlink_targets_that_stay_inside_are_kept(tmp_path: Path, target: str) -> None:
+    apply(tmp_path / "root", E("l", "symlink", target=target))
+    assert os.readlink(tmp_path / "root" / "l") == target
+
+
+@pytest.mark.parametrize("target", ["a/../../b", "../x", "./../x", "a//../../b", "a/./../../b"])
+def test_symlink_targets_that_climb_out_are_refused(tmp_path: Path, target: str) -> None:
+    with pytest.raises(BuildError, match="leaves the root"):
+        apply(tmp_path / "root", E("l", "symlink", target=target))
+
+
+# ---- opaque directories spare what this layer created -----------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a//b", "a/./b", "./a/b"])
+def test_opaque_spares_entries_of_the_same_layer_however_named(tmp_path: Path, name: str) -> None:
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "old").write_bytes(b"lower layer")
+    apply(root, E(name, data=b"new"), E("a/.wh..wh..opq"))
+    assert files(root) == {"a", "a/b"}
+
+
+def test_nested_opaque_spares_entries_of_the_same_layer(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "old").write_bytes(b"lower layer")
+    apply(root, E("a/b/c", data=b"new"), E("a/b/.wh..wh..opq"))
+    assert files(root) == {"a", "a/b", "a/b/c"}
+
+
+def test_root_opaque_spares_top_level_entries_of_the_same_layer(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "old").write_bytes(b"lower layer")
+    apply(root, E("a/b", data=b"new"), E("c", data=b"new"), E(".wh..wh..opq"))
+    assert files(root) == {"a", "a/b", "c"}
+
+
+# ---- modes and times ------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_implicit_directories_are_0755_and_files_keep_mode_and_mtime(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    apply(root, E("x/y/f", data=b"data", mode=0o640, mtime=1_234_567))
+    assert stat.S_IMODE((root / "x").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "x" / "y").stat().st_mode) == 0o755
+    info = (root / "x" / "y" / "f").stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_mtime) == (0o640, 1_234_567)
+
+
+def test_a_replaced_directory_does_not_stop_the_others_modes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "root"
+    caplog.set_level(logging.DEBUG, logger="imagefactory.oci.tarsafe")
+    apply(
+        root,
+        E("a", "dir", mode=0o711, mtime=5),
+        E("b", "dir", mode=0o700),
+        E(".wh.b"),
+        E("b", data=b"now a file"),
+    )
+    info = (root / "a").stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_mtime) == (0o711, 5)
+    assert "layer: ('b',) was replaced; its mode is not set" in caplog.messages
+
+
+def test_a_directory_recreated_by_another_entry_does_not_stop_the_others(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    apply(
+        root,
+        E("a", "dir", mode=0o711),
+        E("b", "dir", mode=0o700),
+        E(".wh.b"),
+        E("z", data=b"likely takes the freed inode, so the new b gets another"),
+        E("b/c", data=b"b is a new directory"),
+    )
+    assert stat.S_IMODE((root / "a").stat().st_mode) == 0o711
+
+
+# ---- refusals name the entry ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ((E("/abs"),), "layer: entry '/abs': absolute path"),
+        ((E("a/../b"),), "layer: entry 'a/../b': path contains '..'"),
+        ((E("f"), E("f/x")), "layer: entry 'f/x': 'f' is not a directory"),
+        ((E("f"), E("h", "hardlink", target="f/x")), "layer: entry 'h': 'f' is not a directory"),
+    ],
+)
+def test_refusals_name_the_entry_and_why(
+    tmp_path: Path, entries: tuple[E, ...], message: str
+) -> None:
+    with pytest.raises(BuildError, match=f"^{re.escape(message)}$"):
+        apply(tmp_path / "root", *entries)
+
+
+def test_symlink_out_of_the_root_is_refused_by_name(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "out").symlink_to(outside)
+    message = "layer: entry 'out/x': goes through symlink 'out' out of the root"
+    with pytest.raises(BuildError, match=f"^{re.escape(message)}$"):
+        apply(root, E("out/x"))
+    assert list(outside.iterdir()) == []
+
+
+# ---- digests and media types ----------------------------------------------------------------------
+
+
+def test_sha256_file_hashes_and_counts_every_chunk(tmp_path: Path) -> None:
+    data = os.urandom(digest.CHUNK * 2 + 17)
+    (tmp_path / "blob").write_bytes(data)
+    assert digest.sha256_file(tmp_path / "blob") == (
+        "sha256:" + hashlib.sha256(data).hexdigest(),
+        len(data),
+    )
+
+
+def test_hashing_writer_is_writable() -> None:
+    writer = digest.HashingWriter(io.BytesIO())
+    assert writer.writable()
+    with io.BufferedWriter(writer) as buffered:
+        buffered.write(b"abc")
+    assert writer.digest == "sha256:" + hashlib.sha256(b"abc").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("manifest", "media_type"),
+    [
+        ({"mediaType": "application/x-custom", "manifests": []}, "application/x-custom"),
+        ({"mediaType": "", "manifests": []}, "application/vnd.oci.image.index.v1+json"),
+        ({"manifests": []}, "application/vnd.oci.image.index.v1+json"),
+        ({"config": {}, "layers": []}, "application/vnd.oci.image.manifest.v1+json"),
+    ],
+)
+def test_manifest_media_type_from_field_or_shape(
+    manifest: dict[str, object], media_type: str
+) -> None:
+    assert model.manifest_media_type(manifest, "m") == media_type
+
+
+@pytest.mark.parametrize("manifest", [{}, {"config": {}}, {"layers": []}, {"mediaType": 2}])
+def test_manifest_media_type_refuses_other_shapes(manifest: dict[str, object]) -> None:
+    with pytest.raises(InvalidInput, match=r"^m: neither an image manifest nor an index$"):
+        model.manifest_media_type(manifest, "m")
+
+
+def test_platform_text() -> None:
+    assert str(model.Platform("linux", "arm64", "v8")) == "linux/arm64/v8"
+    assert str(model.Platform("linux", "amd64")) == "linux/amd64"
