@@ -3,6 +3,7 @@ entries of the same layer, link-target depth counting, modes and mtimes, exact r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -16,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from imagefactory.errors import BuildError, InvalidInput
-from imagefactory.oci import digest, model
+from imagefactory.errors import BuildError, FactoryError, InvalidInput, NotFound
+from imagefactory.oci import digest, media, model
+from imagefactory.oci.build import push_image, push_manifest_json
+from imagefactory.oci.layout import LayoutTarget
+from imagefactory.oci.model import Descriptor
+from imagefactory.oci.pull import pull_image, unpack_image
 from imagefactory.oci.tarsafe import apply_layer
 
 
@@ -245,3 +250,143 @@ def test_manifest_media_type_refuses_other_shapes(manifest: dict[str, object]) -
 def test_platform_text() -> None:
     assert str(model.Platform("linux", "arm64", "v8")) == "linux/arm64/v8"
     assert str(model.Platform("linux", "amd64")) == "linux/amd64"
+
+
+# ---- pulling: the platform an index offers, the config, where layers land -----------------------
+
+REPO = "test/pull"
+
+
+def _trees(tmp_path: Path, *arches: str) -> dict[str, list[Path]]:
+    trees = {}
+    for arch in arches:
+        tree = tmp_path / f"tree-{arch}"
+        tree.mkdir()
+        (tree / "arch").write_text(arch)
+        trees[arch] = [tree]
+    return trees
+
+
+def test_pull_follows_the_index_to_the_asked_architecture(tmp_path: Path) -> None:
+    target = LayoutTarget(tmp_path / "layout")
+    top = push_image(target, REPO, "v1", _trees(tmp_path, "amd64", "arm64"))
+    for arch in ("arm64", "amd64"):
+        image = pull_image(target, REPO, "v1", arch=arch)
+        assert image.index == top and image.reference == f"{target.name}/{REPO}:v1"
+        assert image.descriptor.platform == model.Platform("linux", arch)
+        assert image.descriptor.media_type == media.OCI_MANIFEST
+        assert image.config["architecture"] == arch
+        assert image.manifest["layers"][0]["digest"] == image.layers[0].digest
+        unpack_image(target, image, tmp_path / arch / "root")
+        assert (tmp_path / arch / "root" / "arch").read_text() == arch
+
+
+def test_pull_picks_linux_among_other_platforms(tmp_path: Path) -> None:
+    target = LayoutTarget(tmp_path / "layout")
+    amd64 = push_image(target, REPO, None, _trees(tmp_path, "amd64"))
+    entry = {"mediaType": amd64.media_type, "digest": amd64.digest, "size": amd64.size}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": media.OCI_INDEX,
+        "manifests": [
+            entry,  # no platform: never chosen
+            {**entry, "platform": {"os": "windows", "architecture": "amd64"}},
+            {**entry, "platform": {"os": "linux", "architecture": "arm64"}},
+            {**entry, "platform": {"os": "linux", "architecture": "amd64", "variant": "v3"}},
+        ],
+    }
+    push_manifest_json(target, REPO, index, "multi")
+    image = pull_image(target, REPO, "multi", arch="amd64")
+    assert image.descriptor.platform == model.Platform("linux", "amd64", "v3")
+    message = (
+        f"{target.name}/{REPO}:multi: no linux/riscv64 image "
+        "(has windows/amd64, linux/arm64, linux/amd64/v3)"
+    )
+    with pytest.raises(NotFound, match=f"^{re.escape(message)}$"):
+        pull_image(target, REPO, "multi", arch="riscv64")
+    push_manifest_json(target, REPO, {**index, "manifests": [entry]}, "bare")
+    bare = f"{target.name}/{REPO}:bare: no linux/amd64 image (has no platforms)"
+    with pytest.raises(NotFound, match=f"^{re.escape(bare)}$"):
+        pull_image(target, REPO, "bare")
+
+
+def test_single_image_of_another_architecture_is_not_found(tmp_path: Path) -> None:
+    target = LayoutTarget(tmp_path / "layout")
+    desc = push_image(target, REPO, "v1", _trees(tmp_path, "arm64"))
+    message = f"{target.name}/{REPO}:v1: is a linux/arm64 image, not linux/amd64"
+    with pytest.raises(NotFound, match=f"^{re.escape(message)}$"):
+        pull_image(target, REPO, "v1")
+    by_digest = pull_image(target, REPO, desc.digest, arch="arm64")
+    assert by_digest.reference == f"{target.name}/{REPO}@{desc.digest}" and by_digest.index is None
+
+
+def _manifest(target: LayoutTarget, config: bytes, size: int, layers: object) -> None:
+    config_desc = Descriptor(media.OCI_CONFIG, target.push_blob_bytes(REPO, config), size)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": media.OCI_MANIFEST,
+        "config": config_desc.to_json(),
+        "layers": layers,
+    }
+    push_manifest_json(target, REPO, manifest, "v1")
+
+
+@pytest.mark.parametrize(
+    ("size", "layers", "message"),
+    [
+        (2, {}, "layers must be a list"),
+        (2, [{"digest": "nope"}], "mediaType"),
+        (3, [], "config is 2 bytes, manifest says 3"),
+    ],
+)
+def test_pull_refusals_name_the_image(
+    tmp_path: Path, size: int, layers: object, message: str
+) -> None:
+    target = LayoutTarget(tmp_path / "layout")
+    _manifest(target, b"{}", size, layers)
+    with pytest.raises(FactoryError) as info:
+        pull_image(target, REPO, "v1")
+    assert str(info.value).startswith(f"{target.name}/{REPO}:v1: ")
+    assert message in str(info.value)
+
+
+def test_config_that_is_no_object_names_the_config(tmp_path: Path) -> None:
+    target = LayoutTarget(tmp_path / "layout")
+    _manifest(target, b"[]", 2, [])
+    message = f"{target.name}/{REPO}:v1: config: manifest is not a JSON object"
+    with pytest.raises(InvalidInput, match=f"^{re.escape(message)}$"):
+        pull_image(target, REPO, "v1")
+
+
+def test_unpack_into_a_new_nested_or_an_existing_directory(tmp_path: Path) -> None:
+    target = LayoutTarget(tmp_path / "layout")
+    push_image(target, REPO, "v1", _trees(tmp_path, "amd64"))
+    image = pull_image(target, REPO, "v1")
+    for dest in (tmp_path / "a" / "b" / "root", tmp_path / "a" / "b" / "root"):
+        unpack_image(target, image, dest)
+        assert (dest / "arch").read_text() == "amd64"
+
+
+def test_unpack_refusals_name_the_image(tmp_path: Path) -> None:
+    target = LayoutTarget(tmp_path / "layout")
+    push_image(target, REPO, "v1", _trees(tmp_path, "amd64"))
+    image = pull_image(target, REPO, "v1")
+    nameless = dataclasses.replace(image, repository="")
+    message = f"{image.reference}: PulledImage has no repository to fetch layers from"
+    with pytest.raises(InvalidInput, match=f"^{re.escape(message)}$"):
+        unpack_image(target, nameless, tmp_path / "root")
+    layer = dataclasses.replace(image.layers[0], media_type="application/x-other")
+    other = dataclasses.replace(image, layers=(layer,))
+    message = f"{image.reference}: layer {layer.digest}: media type application/x-other is not a layer tar"
+    with pytest.raises(BuildError, match=f"^{re.escape(message)}$"):
+        unpack_image(target, other, tmp_path / "root")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    bad = target.push_blob_bytes(REPO, b"not a tar")
+    not_tar = dataclasses.replace(
+        image, layers=(Descriptor(media.OCI_LAYER_TAR, bad, len(b"not a tar")),)
+    )
+    with pytest.raises(
+        BuildError, match=f"^{re.escape(image.reference)}: layer {bad}: not a valid"
+    ):
+        unpack_image(target, not_tar, broken)
