@@ -7,7 +7,9 @@ live under store/ondemand/ with the static tree's paths and are never written in
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Coroutine
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,18 @@ from server.schematics import Schematics
 CANONICAL_CACHE = 100_000
 
 
+@lru_cache(maxsize=1024)
 def parse_version(text: str) -> TalosVersion:
+    """A version from a URL; parsed once per spelling (a bad one raises every time)."""
     return TalosVersion.parse(text)
+
+
+@lru_cache(maxsize=1024)
+def cmdline_asset(platform_arch: str) -> str:
+    """The cmdline asset's name for `<platform>-<arch>[-secureboot]`, with upstream's errors."""
+    request = parse_asset_path(f"cmdline-{platform_arch}")
+    assert request.kind is OutputKind.CMDLINE
+    return request.path
 
 
 class Assets:
@@ -37,6 +49,8 @@ class Assets:
         self.catalog = catalog
         self.builds = builds
         self._canonical: dict[tuple[str, str, str], str] = {}
+        self._public = str(config.public)
+        self._public_parent = str(config.public.parent)
 
     def _canonical_path(self, asset: str, version: TalosVersion, schematic: Schematic) -> str:
         """The asset path with aliases resolved; resolving a profile is slow, its answer fixed."""
@@ -51,33 +65,54 @@ class Assets:
 
     def public_root(self) -> Path:
         """The current generation: where the `public` symlink points now (or `public` itself)."""
-        public = self.config.public
+        return Path(self._public_root())
+
+    def _public_root(self) -> str:
+        # Plain strings: this runs for every request of a published file.
         try:
-            return public.parent / os.readlink(public)
+            return os.path.join(self._public_parent, os.readlink(self._public))
         except OSError:  # not a symlink (a plain tree), or nothing published
-            return public
+            return self._public
 
     def public_file(self, relative: str) -> Path | None:
         """A file of the current generation, or None; one readlink per request keeps a switch
         atomic for readers."""
-        path = self.public_root() / relative
-        return path if path.is_file() else None
+        path = self.public_path(relative)
+        return None if path is None else Path(path)
+
+    def public_path(self, relative: str) -> str | None:
+        """`public_file` as a string, for answers that only open it."""
+        path = f"{self._public_root()}/{relative}"
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return None
+        return path if stat.S_ISREG(st.st_mode) else None
 
     def image(
         self, schematic_id: str, version_text: str, name: str
-    ) -> Path | Coroutine[Any, Any, Path]:
+    ) -> str | Coroutine[Any, Any, str]:
         """The file for /image/<id>/<version>/<name> (an asset or one of its sidecars): at once
         when published or built already, else a coroutine that builds it first."""
-        schematic, schematic_file = self.schematics.find(schematic_id)
+        found = self.schematics.find(schematic_id)
         version = parse_version(version_text)
         self.catalog.check(version)
+        return self.locate(schematic_id, found, version, name)
+
+    def locate(
+        self, schematic_id: str, found: tuple[Schematic, Path], version: TalosVersion, name: str
+    ) -> str | Coroutine[Any, Any, str]:
+        """`image` for a schematic found and a version checked already."""
+        schematic, schematic_file = found
         sidecar = next((s for s in tree.SIDECAR_SUFFIXES if name.endswith(s)), "")
         asset = name.removesuffix(sidecar) if sidecar else name
         canonical = self._canonical_path(asset, version, schematic)
         for candidate in dict.fromkeys((asset, canonical)):
-            found = self.public_file(tree.image_path(schematic_id, version, candidate + sidecar))
-            if found is not None:
-                return found
+            published = self.public_path(
+                tree.image_path(schematic_id, version, candidate + sidecar)
+            )
+            if published is not None:
+                return published
         dest_dir = self.builds.root / tree.image_path(schematic_id, version, "")
         built = dest_dir / (canonical + sidecar)
         if (dest_dir / canonical).is_file():
@@ -92,20 +127,12 @@ class Assets:
         key = ("asset", schematic_id, version.tag, canonical)
         return self._build(Job(key, canonical, argv, dest_dir / canonical), built, name)
 
-    async def _build(self, job: Job, built: Path, name: str) -> Path:
+    async def _build(self, job: Job, built: Path, name: str) -> str:
         await self.builds.build(job)
         return _signed(built, name)
 
-    def cmdline_file(
-        self, schematic_id: str, version_text: str, platform_arch: str
-    ) -> Path | Coroutine[Any, Any, Path]:
-        """The file of the kernel command line upstream's PXE handler puts in its script."""
-        request = parse_asset_path(f"cmdline-{platform_arch}")
-        assert request.kind is OutputKind.CMDLINE
-        return self.image(schematic_id, version_text, request.path)
 
-
-def _signed(built: Path, name: str) -> Path:
+def _signed(built: Path, name: str) -> str:
     if not built.is_file():  # the `.sig` of a build made without a signing key
         raise NotFound(f"{name}: not signed (no publish signing key is configured)")
-    return built
+    return str(built)

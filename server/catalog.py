@@ -18,11 +18,12 @@ class Catalog:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self._lock_path = str(config.lock_path)  # stat per request: no Path built each time
         self._stamp: tuple[int, int] | None = None
         self._lock: dict[str, Any] = {}
 
     def _entries(self) -> dict[str, Any]:
-        st = os.stat(self.config.lock_path)
+        st = os.stat(self._lock_path)
         stamp = (st.st_mtime_ns, st.st_ino)
         if stamp != self._stamp:
             self._lock, self._stamp = read_lock(self.config), stamp

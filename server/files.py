@@ -1,7 +1,8 @@
 """Files streamed to HTTP clients: a pull producer, Range, ETag/If-None-Match, If-Modified-Since.
 
-A file is opened once per request, so a generation switch or a rebuild never mixes two files'
-bytes in one answer; a client that stops reading for `stalled` seconds is disconnected.
+A large file is opened once per request, and a small one is answered from bytes read under the
+identity it has now, so a generation switch or a rebuild never mixes two files' bytes in one
+answer; a client that stops reading for `stalled` seconds is disconnected.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 
@@ -20,6 +22,8 @@ from imagefactory.errors import NotFound
 from server.web import FactoryRequest, FileResponse, clock
 
 CHUNK = 1024 * 1024
+SMALL_FILE = 64 * 1024  # files up to this size are held in memory (SmallFiles)
+SMALL_BUDGET = 32 * 1024 * 1024  # bytes of small files held at most
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
@@ -136,74 +140,143 @@ class _Sender:
         self.stopProducing()
 
 
-def _open(answer: FileResponse) -> tuple[int, os.stat_result]:
+@dataclass(frozen=True)
+class _Small:
+    """A small file held in memory with the identity of the open file its bytes came from."""
+
+    identity: tuple[int, int, int, int]  # device, inode, size, mtime
+    data: bytes
+    etag: str
+    mtime: int
+
+
+class SmallFiles:
+    """Small published files (versions, catalogs, UI pages) answered from memory: one stat per
+    request, compared with the identity the bytes were read under, so a file renamed over the
+    old one (a rebuild) or another generation's path is read again."""
+
+    def __init__(self, budget: int = SMALL_BUDGET) -> None:
+        self.budget = budget
+        self._held = 0
+        self._files: dict[str, _Small] = {}
+
+    def get(self, path: str) -> _Small | None:
+        held = self._files.get(path)
+        if held is None:
+            return None
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return None
+        return held if _identity(st) == held.identity else None
+
+    def load(self, path: str, fd: int, st: os.stat_result) -> _Small | None:
+        """The whole file read from `fd` (status `st`); None if it shrank while being read."""
+        data = os.pread(fd, st.st_size, 0)
+        if len(data) != st.st_size:
+            return None
+        held = _Small(_identity(st), data, _etag(st), int(st.st_mtime))
+        if self._held + len(data) > self.budget:
+            self._files.clear()
+            self._held = 0
+        previous = self._files.pop(path, None)
+        self._held += len(data) - (len(previous.data) if previous else 0)
+        self._files[path] = held
+        return held
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+SMALL = SmallFiles()
+
+
+def _open(path: str) -> tuple[int, os.stat_result]:
     """A descriptor on a regular file and its status; NotFound for anything else."""
     try:
-        fd = os.open(answer.path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
-        raise NotFound(f"{answer.path.name}: not found") from None
+        raise NotFound(f"{os.path.basename(path)}: not found") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise NotFound(f"{answer.path.name}: not found")
+        raise NotFound(f"{os.path.basename(path)}: not found")
     return fd, st
 
 
 def send_file(request: FactoryRequest, answer: FileResponse) -> None:
-    """Answer with the file, or 304/416; the body streams through a producer."""
-    fd, st = _open(answer)
+    """Answer with the file, or 304/416; a large body streams through a producer."""
+    path = os.fspath(answer.path)
+    small = SMALL.get(path)
+    if small is not None:
+        _answer(request, answer, small.etag, small.mtime, small.data)
+        return
+    fd, st = _open(path)
     handed = False  # to a _Sender, which closes it
     try:
-        etag = _etag(st)
-        mtime = int(st.st_mtime)
-        size = st.st_size
-        request.setHeader(b"content-type", answer.content_type.encode())
-        request.setHeader(b"etag", etag.encode())
-        request.setHeader(b"last-modified", _http_date(mtime))
-        request.setHeader(b"accept-ranges", b"bytes")
-        for name, value in answer.headers.items():
-            request.setHeader(name.encode(), value.encode())
-        if answer.download_name is not None:
-            request.setHeader(
-                b"content-disposition", f'attachment; filename="{answer.download_name}"'.encode()
-            )
-        if _not_modified(request, etag, mtime):
-            request.setResponseCode(304)
-            request.responseHeaders.removeHeader(b"content-type")
-            request.finish()
-            return
-        wanted = _byte_range(request, size, etag)
-        if wanted == "416":
-            request.setResponseCode(416)
-            request.setHeader(b"content-range", f"bytes */{size}".encode())
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            body = b"requested range not satisfiable\n"
-            request.setHeader(b"content-length", str(len(body)).encode())
-            if request.method != b"HEAD":
-                request.write(body)
-            request.finish()
-            return
-        first, length = 0, size
-        if isinstance(wanted, tuple):
-            first, length = wanted[0], wanted[1] - wanted[0] + 1
-            request.setResponseCode(206)
-            request.setHeader(b"content-range", f"bytes {wanted[0]}-{wanted[1]}/{size}".encode())
-        request.setHeader(b"content-length", str(length).encode())
-        if request.method == b"HEAD" or length == 0:
-            request.write(b"")
-            request.finish()
-            return
-        if length <= CHUNK:  # one write: no producer needed
-            data = os.pread(fd, length, first)
-            if len(data) != length:  # the file shrank under us: never a short body
+        if st.st_size <= SMALL_FILE:
+            small = SMALL.load(path, fd, st)
+            if small is None:  # the file shrank under us: never a short body
                 request.loseConnection()
                 return
-            request.write(data)
-            request.finish()
+            _answer(request, answer, small.etag, small.mtime, small.data)
             return
-        sender = _Sender(request, fd, first, length, request.site.settings.stalled_timeout)
-        handed = True
-        sender.start()
+        wanted = _answer(request, answer, _etag(st), int(st.st_mtime), st.st_size)
+        if wanted is not None:
+            first, length = wanted
+            sender = _Sender(request, fd, first, length, request.site.settings.stalled_timeout)
+            handed = True
+            sender.start()
     finally:
         if not handed:
             os.close(fd)
+
+
+def _answer(
+    request: FactoryRequest, answer: FileResponse, etag: str, mtime: int, body: bytes | int
+) -> tuple[int, int] | None:
+    """Headers, then 304, 416, or the (partial) body: `body` is the bytes, or the size of a file
+    still to be sent, and then the answer is the (first, length) to send from it."""
+    size = body if isinstance(body, int) else len(body)
+    request.setHeader(b"content-type", answer.content_type.encode())
+    request.setHeader(b"etag", etag.encode())
+    request.setHeader(b"last-modified", _http_date(mtime))
+    request.setHeader(b"accept-ranges", b"bytes")
+    for name, value in answer.headers.items():
+        request.setHeader(name.encode(), value.encode())
+    if answer.download_name is not None:
+        request.setHeader(
+            b"content-disposition", f'attachment; filename="{answer.download_name}"'.encode()
+        )
+    if _not_modified(request, etag, mtime):
+        request.setResponseCode(304)
+        request.responseHeaders.removeHeader(b"content-type")
+        request.finish()
+        return None
+    wanted = _byte_range(request, size, etag)
+    if wanted == "416":
+        request.setResponseCode(416)
+        request.setHeader(b"content-range", f"bytes */{size}".encode())
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        message = b"requested range not satisfiable\n"
+        request.setHeader(b"content-length", str(len(message)).encode())
+        if request.method != b"HEAD":
+            request.write(message)
+        request.finish()
+        return None
+    first, length = 0, size
+    if isinstance(wanted, tuple):
+        first, length = wanted[0], wanted[1] - wanted[0] + 1
+        request.setResponseCode(206)
+        request.setHeader(b"content-range", f"bytes {wanted[0]}-{wanted[1]}/{size}".encode())
+    request.setHeader(b"content-length", str(length).encode())
+    if request.method == b"HEAD" or length == 0:
+        request.write(b"")
+        request.finish()
+        return None
+    if isinstance(body, int):
+        return first, length
+    request.write(body if length == size else body[first : first + length])
+    request.finish()
+    return None

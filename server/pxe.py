@@ -7,7 +7,7 @@ otherwise chains the default target's HTTP /pxe script; iPXE's ${buildarch} pick
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from functools import lru_cache
 
 from imagefactory import tree
 from imagefactory.config import PxeTarget, ServerSettings
@@ -43,10 +43,10 @@ class ScriptCache:
         arch: str,
         *,
         secureboot: bool,
-        cmdline_file: Path,
+        cmdline_file: str,
     ) -> bytes:
         key = (schematic_id, version, f"{platform}-{arch}{'-secureboot' if secureboot else ''}")
-        path = str(cmdline_file)
+        path = cmdline_file
         cached = self._scripts.get(key)
         if cached is not None and cached[0] == _identity(path, os.stat(path)):
             return cached[1]
@@ -68,6 +68,7 @@ class ScriptCache:
         return made
 
 
+@lru_cache(maxsize=1024)
 def split_platform_arch(platform_arch: str) -> tuple[str, str, bool]:
     """`metal-x86_64-secureboot` -> (metal, amd64, True), with upstream's errors."""
     request = parse_asset_path(f"cmdline-{platform_arch}")

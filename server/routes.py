@@ -11,7 +11,7 @@ from typing import Any
 from imagefactory import tree
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
 from imagefactory.signing.keys import load_private_key, public_key_pem
-from server.assets import Assets, parse_version
+from server.assets import Assets, cmdline_asset, parse_version
 from server.catalog import Catalog
 from server.metrics import Metrics
 from server.pxe import ScriptCache, split_platform_arch
@@ -46,7 +46,7 @@ class Api:
         self.pxe_scripts = ScriptCache(pxe_base_url)
 
     def _published(self, relative: str, content_type: str) -> FileResponse | None:
-        found = self.assets.public_file(relative)
+        found = self.assets.public_path(relative)
         return FileResponse(found, content_type) if found else None
 
     def health(self, request: FactoryRequest) -> Response:
@@ -89,26 +89,26 @@ class Api:
             if not _FILENAME.fullmatch(name):
                 raise InvalidInput(f"invalid filename: {name!r}")
         found = self.assets.image(schematic_id, version, asset)
-        if isinstance(found, Path):
+        if isinstance(found, str):
             return FileResponse(found, tree.content_type(asset), download_name=name)
         return self._image_built(found, asset, name)
 
     async def _image_built(
-        self, building: Coroutine[Any, Any, Path], asset: str, name: str
+        self, building: Coroutine[Any, Any, str], asset: str, name: str
     ) -> FileResponse:
         return FileResponse(await building, tree.content_type(asset), download_name=name)
 
     def pxe(
         self, request: FactoryRequest, schematic_id: str, version: str, platform_arch: str
     ) -> Response | Coroutine[Any, Any, Response]:
-        self.schematics.find(schematic_id)
+        schematic = self.schematics.find(schematic_id)
         talos = parse_version(version)
         self.catalog.check(talos)
         platform, arch, secureboot = split_platform_arch(platform_arch)
-        suffix = "-secureboot" if secureboot else ""
-        found = self.assets.cmdline_file(schematic_id, version, f"{platform}-{arch}{suffix}")
+        asset = cmdline_asset(f"{platform}-{arch}{'-secureboot' if secureboot else ''}")
+        found = self.assets.locate(schematic_id, schematic, talos, asset)
 
-        def script(cmdline_file: Path) -> Response:
+        def script(cmdline_file: str) -> Response:
             return Response(
                 self.pxe_scripts.script(
                     schematic_id,
@@ -120,7 +120,7 @@ class Api:
                 )
             )
 
-        if isinstance(found, Path):
+        if isinstance(found, str):
             return script(found)
         return _then(found, script)
 
@@ -178,9 +178,7 @@ class Api:
         return self.registry.resolve(path)
 
 
-async def _then(
-    building: Coroutine[Any, Any, Path], answer: Callable[[Path], Response]
-) -> Response:
+async def _then(building: Coroutine[Any, Any, str], answer: Callable[[str], Response]) -> Response:
     """The answer made from a file once its on-demand build has finished."""
     return answer(await building)
 

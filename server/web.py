@@ -25,7 +25,7 @@ from twisted.web import http, resource, server
 from imagefactory import __version__
 from imagefactory.config import ServerSettings
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
-from server.logs import ACCESS_FORMAT
+from server.logs import AccessLog
 from server.metrics import Metrics
 
 log = Logger()
@@ -77,7 +77,7 @@ class Response:
 class FileResponse:
     """A file streamed from disk with Range and conditional requests."""
 
-    path: Path
+    path: Path | str
     content_type: str
     download_name: str | None = None  # set: Content-Disposition: attachment
     headers: dict[str, str] = field(default_factory=dict)
@@ -308,6 +308,11 @@ class FactorySite(server.Site):
         self.settings = settings
         self.metrics = metrics
         self.connections = 0
+        self.access = AccessLog(log, clock)
+
+    def stopFactory(self) -> None:
+        self.access.flush()
+        super().stopFactory()
 
     def buildProtocol(self, addr: Any) -> Any:
         if self.connections >= self.settings.max_connections:
@@ -334,9 +339,10 @@ class FactorySite(server.Site):
             request.sentLength,
             route=request.route_name,
         )
-        # Formatted here, once: the log observer writes an access line as it is (server.logs).
         line = f"{method} {path} {status} {request.sentLength} {ms:.1f}ms {request.request_id}"
-        log.info(ACCESS_FORMAT, access=line)
+        if not line.isprintable():  # one line per request, whatever the client sent
+            line = line.encode("unicode_escape").decode("ascii")
+        self.access.add(line)
 
 
 def error_text(exc: FactoryError) -> str:
@@ -352,6 +358,13 @@ class Router(resource.Resource):
         super().__init__()
         self.routes = routes
         self.send_file = send_file
+        # The routes a path's first segment can match, in table order (first match wins).
+        literal = {r.pattern[0] for r in routes if r.pattern[0][:1] not in {":", "*"}}
+        self._any_first = [r for r in routes if r.pattern[0][:1] in {":", "*"}]
+        self._by_first = {
+            first: [r for r in routes if r.pattern[0] == first or r in self._any_first]
+            for first in literal
+        }
 
     def render(self, request: server.Request) -> bytes | int:
         assert isinstance(request, FactoryRequest)
@@ -379,7 +392,7 @@ class Router(resource.Resource):
     ) -> Answer | Coroutine[Any, Any, Answer]:
         segments = path_segments(request.path)
         allowed: list[str] = []
-        for candidate in self.routes:
+        for candidate in self._by_first.get(segments[0], self._any_first):
             params = candidate.match(segments)
             if params is None:
                 continue

@@ -318,3 +318,28 @@ def test_one_access_line_per_request(served: Served) -> None:
     assert [line for line in lines if line.endswith(f" {generated}")] == [
         next(line for line in lines if "/healthz?probe=2 200 0 " in line)
     ]
+
+
+def test_small_published_file_follows_a_rebuild(served: Served) -> None:
+    """Small files are answered from memory only while the file has the identity they were read
+    under: bytes renamed over them (same size and mtime) are read again, with a new ETag."""
+    public = served.config.parent / "public"
+    path = served.config.parent / "small-1" / tree.VERSIONS
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'["v1.11.5"]\n')
+    os.symlink("small-1", public)
+    try:
+        first = served.get("/versions")
+        assert first.content == served.get("/versions").content == b'["v1.11.5"]\n'
+        before = path.stat()
+        rebuilt = path.with_name("versions.new")
+        rebuilt.write_bytes(b'["v1.7.77"]\n')
+        os.utime(rebuilt, ns=(before.st_atime_ns, before.st_mtime_ns))
+        os.replace(rebuilt, path)
+        second = served.get("/versions")
+        assert second.content == b'["v1.7.77"]\n'
+        assert second.headers["ETag"] != first.headers["ETag"]
+        assert served.get("/versions", headers={"Range": "bytes=2-8"}).content == b"v1.7.77"
+    finally:
+        public.unlink()
+    assert served.get("/versions").content == b'["v1.7.7","v1.11.5"]\n'
