@@ -390,3 +390,109 @@ def test_unpack_refusals_name_the_image(tmp_path: Path) -> None:
         BuildError, match=f"^{re.escape(image.reference)}: layer {bad}: not a valid"
     ):
         unpack_image(target, not_tar, broken)
+
+
+# ---- descriptors and platforms read back what they wrote ----------------------------------------
+
+D = "sha256:" + "a" * 64
+
+
+def test_descriptor_and_platform_round_trip_every_field() -> None:
+    desc = Descriptor(
+        media.OCI_MANIFEST,
+        D,
+        7,
+        model.Platform("windows", "arm64", "v8"),
+        {"k": "v"},
+        "application/x-artifact",
+    )
+    assert desc.to_json() == {
+        "mediaType": media.OCI_MANIFEST,
+        "digest": D,
+        "size": 7,
+        "artifactType": "application/x-artifact",
+        "platform": {"architecture": "arm64", "os": "windows", "variant": "v8"},
+        "annotations": {"k": "v"},
+    }
+    assert Descriptor.from_json(desc.to_json()) == desc
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ([], "descriptor must be an object, not list"),
+        ({"digest": D, "size": 1}, "descriptor needs string mediaType and digest: "),
+        ({"mediaType": "m", "digest": D, "size": "1"}, "descriptor size must be an integer: "),
+        ({"mediaType": "m", "digest": D, "size": True}, "descriptor size must be an integer: "),
+        ({"mediaType": "m", "digest": D, "size": 1, "annotations": []}, "descriptor annotations"),
+        ({"mediaType": "m", "digest": D, "size": 1, "artifactType": 1}, "descriptor artifactType"),
+        ({"mediaType": "m", "digest": "sha256:ab", "size": 1}, "descriptor digest is not sha256"),
+        ({"mediaType": "m", "digest": D, "size": -1}, "descriptor size must be a non-negative"),
+        (
+            {"mediaType": "m", "digest": D, "size": 1, "annotations": {"k": 1}},
+            "annotation 'k' must",
+        ),
+        (
+            {"mediaType": "m", "digest": D, "size": 1, "platform": []},
+            "platform must be an object, not list",
+        ),
+        (
+            {
+                "mediaType": "m",
+                "digest": D,
+                "size": 1,
+                "platform": {"os": "linux", "architecture": 1},
+            },
+            "platform needs string os and architecture: {'os': 'linux', 'architecture': 1}",
+        ),
+        (
+            {"mediaType": "m", "digest": D, "size": 1, "platform": {"os": 1, "architecture": "a"}},
+            "platform needs string os and architecture: ",
+        ),
+        (
+            {
+                "mediaType": "m",
+                "digest": D,
+                "size": 1,
+                "platform": {"os": "linux", "architecture": "a", "variant": 1},
+            },
+            "platform needs string os and architecture: ",
+        ),
+    ],
+)
+def test_descriptor_refusals_say_what_is_wrong(obj: object, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Descriptor.from_json(obj)
+    assert str(info.value).startswith(message)
+    if isinstance(obj, dict) and message.endswith(": "):
+        named = obj["platform"] if message.startswith("platform") else obj
+        assert str(info.value) == f"{message}{named!r}"
+
+
+def test_descriptor_size_must_not_be_a_bool() -> None:
+    with pytest.raises(
+        InvalidInput, match=r"^descriptor size must be a non-negative integer: True$"
+    ):
+        Descriptor(media.OCI_MANIFEST, D, True)
+
+
+def test_manifest_size_bound_and_shape() -> None:
+    body = b'{"a":"' + b"x" * (model.MAX_MANIFEST_BYTES - 8) + b'"}'
+    assert len(body) == model.MAX_MANIFEST_BYTES and model.parse_manifest(body, "m")
+    with pytest.raises(
+        InvalidInput, match=rf"^m: manifest is larger than {model.MAX_MANIFEST_BYTES} bytes$"
+    ):
+        model.parse_manifest(body + b" ", "m")
+    with pytest.raises(InvalidInput, match=r"^m: manifest is not a JSON object$"):
+        model.parse_manifest(b"[]", "m")
+
+
+def test_verifying_reader_closes_what_it_reads_and_reads_nothing_after_eof(tmp_path: Path) -> None:
+    (tmp_path / "blob").write_bytes(b"abc")
+    handle = (tmp_path / "blob").open("rb")
+    raw = digest.VerifyingReader(handle.read, digest.sha256_bytes(b"abc"), "blob", handle.close)
+    stream = digest.buffered(raw)
+    assert stream.read() == b"abc"
+    assert raw.readinto(bytearray(4)) == 0  # done: nothing more, and no second check
+    stream.close()
+    assert handle.closed
