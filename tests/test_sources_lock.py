@@ -204,3 +204,24 @@ def test_make_lock_refuses_unverified_sources(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     with pytest.raises(InvalidInput, match=r"sources\.verify is disabled"):
         sources.make_lock(cfg)
+
+
+def test_unparsable_tags_are_skipped_wherever_they_are() -> None:
+    assert [
+        v.tag for v in sources.filter_versions(["latest", "v1.2.0", "x", "v1.3.0"], None, [])
+    ] == [
+        "v1.2.0",
+        "v1.3.0",
+    ]
+
+
+def test_invalid_json_lock_says_where_parsing_stopped(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    cfg.lock_path.write_text('{"lockFormat": 1,')
+    with pytest.raises(InvalidInput, match=r"not valid JSON: Expecting property name .*char 17"):
+        sources.read_lock(cfg)
+
+
+def test_lock_differences_between_a_map_and_a_value() -> None:
+    assert sources.lock_differences({"a": {"b": 1}}, {"a": 1}) == ["a: {'b': 1} -> 1"]
+    assert sources.lock_differences({"a": 1}, {"a": {"b": 1}}) == ["a: 1 -> {'b': 1}"]
