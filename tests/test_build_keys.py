@@ -145,3 +145,16 @@ def test_a_build_finished_while_waiting_for_the_lock_is_not_redone(kernel_build:
         store.install_output(out, final)
     worker.join(10)
     assert waiting.runs == 0 and final.read_bytes() == b"kernel from the other build"
+
+
+def test_builders_write_in_a_scratch_directory_beside_the_outputs(kernel_build: Build) -> None:
+    # Same directory tree as the outputs, so installing is a rename, and a sweep finds dead ones.
+    seen: list[Path] = []
+
+    def make(out: Path) -> None:
+        seen.append(out)
+        out.write_bytes(b"kernel")
+
+    kernel_build.cached("kernel", {}, "vmlinuz", make)
+    builds = kernel_build.config.store / "builds"
+    assert seen[0].parent.parent == builds and seen[0].parent.name.startswith(".work-")
