@@ -114,11 +114,15 @@ def test_certificate_refusals_say_exactly_why(ca: SigningCA) -> None:
 def test_chain_refusals_name_the_extended_key_usage_rule(ca: SigningCA) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     at = EPOCH + timedelta(minutes=1)
-    with pytest.raises(keyless.CertificateError, match="leaf certificate is not for code signing"):
+    with pytest.raises(
+        keyless.CertificateError,
+        match=r"ValueError: leaf certificate is not for code signing \(encountered",
+    ):
         keyless.verify_chain(ca.issue(key, code_signing=False), [ca.intermediate], [ca.root], at)
     server = SigningCA.create("server", intermediate_eku=keyless.ExtendedKeyUsageOID.SERVER_AUTH)
     with pytest.raises(
-        keyless.CertificateError, match="CA certificate does not allow code signing"
+        keyless.CertificateError,
+        match=r"ValueError: CA certificate does not allow code signing$",
     ):
         keyless.verify_chain(server.issue(key), [server.intermediate], [server.root], at)
 
@@ -430,3 +434,16 @@ def test_layer_of_exactly_the_payload_limit_is_read(layout: LayoutTarget) -> Non
     annotations = {cosign.SIGNATURE_ANNOTATION: "AAAA"}
     layer = Descriptor(cosign.SIMPLESIGNING_MEDIA_TYPE, digest, len(data), annotations=annotations)
     assert cosign.read_layer(layout, REPO, layer).payload == data
+
+
+def test_log_entry_whose_key_is_no_certificate_is_refused(ca: SigningCA, log: SigningLog) -> None:
+    signed = keyless_sign(ca, log, DIGEST, REF)
+    assert signed.certificate is not None
+    der = keyless.load_certificates(signed.certificate, "leaf")[0].public_bytes(Encoding.DER)
+    body = tlog.hashedrekord_body(signed.signature, signed.payload, b"not a certificate")
+    entry = tlog.LogEntry(body, 1, 1, keys.key_id(log.key))
+    with pytest.raises(
+        tlog.BundleError,
+        match=exactly("log entry certificate differs from the signing certificate"),
+    ):
+        tlog.check_body(tlog.sign_entry(log.key, entry), signed.signature, signed.payload, der)
