@@ -32,6 +32,10 @@ def parse_version(text: str) -> TalosVersion:
     return TalosVersion.parse(text)
 
 
+# The tree's relative path of an image file, made once per name.
+_image_path = lru_cache(maxsize=4096)(tree.image_path)
+
+
 @lru_cache(maxsize=1024)
 def cmdline_asset(platform_arch: str) -> str:
     """The cmdline asset's name for `<platform>-<arch>[-secureboot]`, with upstream's errors."""
@@ -70,9 +74,10 @@ class Assets:
     def _public_root(self) -> str:
         # Plain strings: this runs for every request of a published file.
         try:
-            return os.path.join(self._public_parent, os.readlink(self._public))
+            target = os.readlink(self._public)
         except OSError:  # not a symlink (a plain tree), or nothing published
             return self._public
+        return target if target.startswith("/") else f"{self._public_parent}/{target}"
 
     def public_file(self, relative: str) -> Path | None:
         """A file of the current generation, or None; one readlink per request keeps a switch
@@ -108,9 +113,7 @@ class Assets:
         asset = name.removesuffix(sidecar) if sidecar else name
         canonical = self._canonical_path(asset, version, schematic)
         for candidate in dict.fromkeys((asset, canonical)):
-            published = self.public_path(
-                tree.image_path(schematic_id, version, candidate + sidecar)
-            )
+            published = self.public_path(_image_path(schematic_id, version, candidate + sidecar))
             if published is not None:
                 return published
         dest_dir = self.builds.root / tree.image_path(schematic_id, version, "")

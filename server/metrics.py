@@ -23,6 +23,12 @@ METRICS = {
 }
 
 
+def series_key(name: str, **labels: str) -> Labels:
+    """The key of one labelled series of `name`."""
+    assert name in METRICS, name
+    return tuple(sorted(labels.items()))
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -36,6 +42,11 @@ class Metrics:
         key = tuple(sorted(labels.items()))
         series = self._values[name]
         series[key] = series.get(key, 0.0) + float(amount)
+
+    def add_series(self, name: str, key: Labels, amount: float = 1.0) -> None:
+        """`add` with the labels as `series_key` made them, for callers that keep the key."""
+        series = self._values[name]
+        series[key] = series.get(key, 0.0) + amount
 
     def set(self, name: str, value: float, **labels: str) -> None:
         assert name in METRICS, name

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -26,13 +27,14 @@ from imagefactory import __version__
 from imagefactory.config import ServerSettings
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
 from server.logs import AccessLog
-from server.metrics import Metrics
+from server.metrics import Labels, Metrics, series_key
 
 log = Logger()
 clock = reactor
 
 SERVER_HEADER = f"Image Factory (imagefactory {__version__})".encode()
 TEXT = "text/plain; charset=utf-8"
+SERIES_MEMO = 1000
 # rs/cors as upstream configures it.
 CORS_METHODS = ("GET", "HEAD", "OPTIONS")
 CORS_HEADERS = ("cache-control",)
@@ -144,8 +146,13 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ids):016x}"
 
 
-def path_segments(raw: bytes) -> list[str]:
+def path_segments(raw: bytes) -> tuple[str, ...]:
     """Decoded segments of a request path; encoded slashes, NUL, `.` and `..` are bad input."""
+    # Short paths (every real one) are split once; the memo's size stays bounded.
+    return _split_memo(raw) if len(raw) <= 512 else _split(raw)
+
+
+def _split(raw: bytes) -> tuple[str, ...]:
     if not raw.startswith(b"/"):
         raise InvalidInput(f"invalid request path: {raw[:200]!r}")
     segments = []
@@ -159,7 +166,10 @@ def path_segments(raw: bytes) -> list[str]:
         segments.append(text)
     if len(segments) > 1 and segments[-1] == "":
         segments.pop()  # a trailing slash names the same resource (/v2/)
-    return segments
+    return tuple(segments)
+
+
+_split_memo = lru_cache(maxsize=1024)(_split)
 
 
 class FactoryRequest(server.Request):
@@ -309,6 +319,19 @@ class FactorySite(server.Site):
         self.metrics = metrics
         self.connections = 0
         self.access = AccessLog(log, clock)
+        self._series: dict[tuple[str, str, str], tuple[Labels, Labels]] = {}
+
+    def _series_keys(self, route: str, method: str, status: str) -> tuple[Labels, Labels]:
+        """The two series a request counts in, kept per (route, method, status)."""
+        keys = (
+            series_key(
+                "imagefactory_http_requests_total", route=route, method=method, status=status
+            ),
+            series_key("imagefactory_http_response_bytes_total", route=route),
+        )
+        if len(self._series) < SERIES_MEMO:  # methods are the client's: keep the memo bounded
+            self._series[(route, method, status)] = keys
+        return keys
 
     def stopFactory(self) -> None:
         self.access.flush()
@@ -328,16 +351,12 @@ class FactorySite(server.Site):
         method = request.method.decode("ascii", "replace")
         path = request.uri.decode("ascii", "replace")[:300]
         status = str(request.code)
-        self.metrics.add(
-            "imagefactory_http_requests_total",
-            route=request.route_name,
-            method=method,
-            status=status,
-        )
-        self.metrics.add(
-            "imagefactory_http_response_bytes_total",
-            request.sentLength,
-            route=request.route_name,
+        keys = self._series.get((request.route_name, method, status))
+        if keys is None:
+            keys = self._series_keys(request.route_name, method, status)
+        self.metrics.add_series("imagefactory_http_requests_total", keys[0])
+        self.metrics.add_series(
+            "imagefactory_http_response_bytes_total", keys[1], request.sentLength
         )
         line = f"{method} {path} {status} {request.sentLength} {ms:.1f}ms {request.request_id}"
         if not line.isprintable():  # one line per request, whatever the client sent
