@@ -496,3 +496,43 @@ def test_verifying_reader_closes_what_it_reads_and_reads_nothing_after_eof(tmp_p
     assert raw.readinto(bytearray(4)) == 0  # done: nothing more, and no second check
     stream.close()
     assert handle.closed
+
+
+# ---- blobs enter under a temporary name beside their final place --------------------------------
+
+
+def test_blob_is_written_under_an_incoming_name_in_its_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "new" / "blobs"
+    seen: list[list[str]] = []
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first "
+        seen.append([p.name for p in directory.iterdir()])
+        yield b"second"
+
+    got = digest.add_verified(chunks(), directory, None, "blob")
+    assert got == digest.sha256_bytes(b"first second")
+    assert len(seen[0]) == 1 and re.fullmatch(r"\.incoming\.[^/]+\.part", seen[0][0])
+    final = directory / got.removeprefix("sha256:")
+    assert [p.name for p in directory.iterdir()] == [final.name]
+    assert stat.S_IMODE(final.stat().st_mode) == 0o644
+
+
+def test_blob_digest_mismatch_names_it_and_leaves_nothing(tmp_path: Path) -> None:
+    expected = "sha256:" + "0" * 64
+    message = f"blob x: digest mismatch: expected {expected}, got {digest.sha256_bytes(b'data')}"
+    with pytest.raises(BuildError, match=f"^{re.escape(message)}$"):
+        digest.add_verified([b"data"], tmp_path, expected, "blob x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_entry_replaces_a_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    apply(root, E("d", data=b"file first"), E("d", "dir", mode=0o755), E("d/f", data=b"x"))
+    assert (root / "d" / "f").read_bytes() == b"x"
+
+
+def test_a_hard_link_to_a_symlink_is_a_symlink(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    apply(root, E("f", data=b"x"), E("s", "symlink", target="f"), E("h", "hardlink", target="s"))
+    assert (root / "h").is_symlink() and os.readlink(root / "h") == "f"
