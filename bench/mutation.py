@@ -29,7 +29,7 @@ KILLED = ("killed", "timeout", "segfault", "caught by type check")
 GROUPS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "schematic-emitter": (
         ["imagefactory/goyaml.py", "imagefactory/gotext.py", "imagefactory/goresolve.py"],
-        ["tests/test_goyaml.py", "tests/test_schematic.py"],
+        ["tests/test_goyaml.py", "tests/test_goyaml_mutants.py", "tests/test_schematic.py"],
         (),
     ),
     # Store (the content-addressed class) is driven by the OCI layout and unpack tests.

@@ -1,0 +1,71 @@
+"""Emitter and resolver details the mutation run showed unguarded: natural key order across digit
+runs of different lengths, !!binary line wrapping, literal style for short strings, Go quoting of
+spaces, leap years, float overflow and the int64 edge of !!float."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from imagefactory import goresolve as gr
+from imagefactory import goyaml
+from imagefactory.gotext import go_quote
+from imagefactory.goyaml import sorted_keys
+
+
+@pytest.mark.parametrize(
+    ("keys", "order"),
+    [
+        (["a1000", "a12"], ["a12", "a1000"]),  # digit runs as numbers, whatever their length
+        (["a12", "a1000"], ["a12", "a1000"]),
+        (["1000", "12"], ["12", "1000"]),  # the run starts the key
+        (["a99", "a101", "a100", "a98"], ["a98", "a99", "a100", "a101"]),
+        (["v1.10.0", "v1.9.6", "v1.2.0"], ["v1.2.0", "v1.9.6", "v1.10.0"]),
+    ],
+)
+def test_natural_order_of_digit_runs(keys: list[str], order: list[str]) -> None:
+    assert sorted_keys(keys) == order
+
+
+@pytest.mark.parametrize("size", [0, 1, 51, 52, 53, 100, 300])
+def test_binary_is_wrapped_at_70_columns_only_when_longer(size: int) -> None:
+    raw = bytes(range(256))[:size] if size <= 256 else bytes(size)
+    text = base64.b64encode(raw).decode()
+    encoded = goyaml._encode_base64(raw)
+    if len(text) < 70:
+        assert encoded == text
+    else:
+        lines = [text[i : i + 70] for i in range(0, len(text), 70)]
+        assert encoded == "\n".join(lines) + "\n"
+
+
+def test_short_multiline_strings_are_literal_blocks() -> None:
+    literal = goyaml.represent_string("ab\ncd")[2]
+    assert goyaml.represent_string("a\n")[2] == literal
+    assert goyaml.represent_string("\n")[2] != literal  # nothing but a break: double-quoted
+
+
+def test_go_quote_keeps_spaces_and_escapes_controls() -> None:
+    assert go_quote("a b") == '"a b"'
+    assert go_quote("\x1f\x7f") == '"\\x1f\\x7f"'
+    assert go_quote("\u00ad\U000e0001") == '"\\u00ad\\U000e0001"'
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [("2000-02-29", True), ("2024-02-29", True), ("1900-02-29", False), ("2023-02-29", False)],
+)
+def test_leap_days(text: str, valid: bool) -> None:
+    assert (gr.parse_timestamp(text) is not None) is valid
+
+
+def test_float_overflow_stays_a_string() -> None:
+    assert gr.resolved_tag("1e999") == gr.STR
+    assert gr.resolved_tag("1e308") == gr.FLOAT
+
+
+def test_float_tag_converts_ints_up_to_int64_max() -> None:
+    assert gr.resolve(gr.FLOAT, str(gr.INT64_MAX)) == (gr.FLOAT, float(gr.INT64_MAX))
+    with pytest.raises(gr.ResolveError):
+        gr.resolve(gr.FLOAT, str(gr.INT64_MAX + 1))
