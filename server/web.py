@@ -387,7 +387,6 @@ class Router(resource.Resource):
 
     def render(self, request: server.Request) -> bytes | int:
         assert isinstance(request, FactoryRequest)
-        request.setHeader(b"server", SERVER_HEADER)
         request.setHeader(b"x-request-id", request.request_id.encode())
         self._cors(request)
         method = request.method.decode("ascii", "replace")
