@@ -145,7 +145,8 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     ).stdout
     result = {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        "p99_ms": _seconds(re.search(r"99%\s+(\S+)", out).group(1)) * 1000,  # type: ignore[union-attr]
+        # The latency distribution's line, not a "+/- Stdev" figure that ends in 99%.
+        "p99_ms": _seconds(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1)) * 1000,  # type: ignore[union-attr]
         "mib_s": _bytes(re.search(r"Transfer/sec:\s+(\S+)", out).group(1)) / (1 << 20),  # type: ignore[union-attr]
         "errors": 0.0,
     }
