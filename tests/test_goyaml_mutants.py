@@ -69,3 +69,20 @@ def test_float_tag_converts_ints_up_to_int64_max() -> None:
     assert gr.resolve(gr.FLOAT, str(gr.INT64_MAX)) == (gr.FLOAT, float(gr.INT64_MAX))
     with pytest.raises(gr.ResolveError):
         gr.resolve(gr.FLOAT, str(gr.INT64_MAX + 1))
+
+
+def test_full_emitter_and_fast_writer_agree_on_falses_and_empty_collections() -> None:
+    value = {
+        "a": False,
+        "b": True,
+        "c": {},
+        "d": [],
+        "e": 18446744073709551615,
+        "f": -0.0,
+        "g": {"x": [False, {"y": []}]},
+    }
+    expected = (
+        b"a: false\nb: true\nc: {}\nd: []\ne: 18446744073709551615\nf: -0\n"
+        b"g:\n    x:\n        - false\n        - 'y': []\n"
+    )
+    assert goyaml.marshal(value, fast=False) == goyaml.marshal(value) == expected
