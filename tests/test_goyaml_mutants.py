@@ -86,3 +86,25 @@ def test_full_emitter_and_fast_writer_agree_on_falses_and_empty_collections() ->
         b"g:\n    x:\n        - false\n        - 'y': []\n"
     )
     assert goyaml.marshal(value, fast=False) == goyaml.marshal(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("2001-12-14T23:59:59Z", True),
+        ("2001-12-14T24:00:00Z", False),  # hour out of range
+        ("2001-12-14T23:59:60Z", False),  # no leap second in time.Parse
+        ("2001-12-14T10:00:00+24:00", True),  # zone hour up to 24, minute up to 60
+        ("2001-12-14T10:00:00+25:00", False),
+        ("2001-12-14T10:00:00+10:60", True),
+        ("2001-12-14T10:00:00+10:61", False),
+    ],
+)
+def test_timestamp_ranges(text: str, valid: bool) -> None:
+    assert (gr.parse_timestamp(text) is not None) is valid
+
+
+def test_strings_that_read_back_as_other_types_are_quoted_by_both_writers() -> None:
+    value = {"a": "hello", "b": "1:20", "c": "+1:20", "d": "<<", "e": "\udcff"}
+    expected = b"a: hello\nb: '1:20'\nc: '+1:20'\nd: '<<'\ne: !!binary /w==\n"
+    assert goyaml.marshal(value, fast=False) == goyaml.marshal(value) == expected
