@@ -44,11 +44,31 @@ def make_sample(where: Path) -> Path:
     return where
 
 
+def absolute_sources(sample: Path) -> dict[str, object]:
+    """The sample config's keys that hold paths relative to it, made absolute for a copy."""
+    config = yaml.safe_load((sample / "config.yaml").read_text())
+    src = config["sources"]
+    layout = src["registry"].removeprefix("oci-layout:")
+    if layout != src["registry"]:
+        src["registry"] = f"oci-layout:{sample / layout}"
+    if "publicKey" in src["verify"]:
+        src["verify"]["publicKey"] = str(sample / src["verify"]["publicKey"])
+    changes: dict[str, object] = {"sources": src}
+    for section in ("secureBoot", "publish"):
+        if section in config:
+            changes[section] = {
+                name: str(sample / value) if name.endswith("Path") else value
+                for name, value in config[section].items()
+            }
+    return changes
+
+
 def private_config(sample: Path, where: Path, **changes: object) -> Path:
     """The sample's config with its own store (and other top-level keys changed), locked."""
     where.mkdir(parents=True, exist_ok=True)
     config = yaml.safe_load((sample / "config.yaml").read_text())
     config["store"] = str(where / "store")
+    config.update(absolute_sources(sample))
     config.update(changes)
     path = where / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
 from ondemand import make_sample, private_config
 
 from imagefactory import tree
@@ -64,25 +63,6 @@ def published_tree(root: Path, size: int) -> dict[str, str]:
         "small": f"/{tree.VERSIONS}",
         "large": f"/{tree.image_path(sid, VERSION, 'metal-amd64.raw')}",
     }
-
-
-def absolute_sources(sample: Path) -> dict[str, object]:
-    """The sample config's keys that hold paths relative to it, made absolute for a copy."""
-    config = yaml.safe_load((sample / "config.yaml").read_text())
-    src = config["sources"]
-    layout = src["registry"].removeprefix("oci-layout:")
-    if layout != src["registry"]:
-        src["registry"] = f"oci-layout:{sample / layout}"
-    if "publicKey" in src["verify"]:
-        src["verify"]["publicKey"] = str(sample / src["verify"]["publicKey"])
-    changes: dict[str, object] = {"sources": src}
-    for section in ("secureBoot", "publish"):
-        if section in config:
-            changes[section] = {
-                name: str(sample / value) if name.endswith("Path") else value
-                for name, value in config[section].items()
-            }
-    return changes
 
 
 def nginx_conf(root: Path, port: int, workers: int) -> Path:
@@ -185,7 +165,6 @@ def main() -> int:
         root,
         public=str(root / "public"),
         server={"limits": {"connections": 4096}},
-        **absolute_sources(sample),
     )
     ours_port, nginx_port = free_port(), free_port()
     ours = subprocess.Popen(
