@@ -120,7 +120,9 @@ def _config(mutate: list[str], tests: list[str]) -> str:
         + listed("source_paths", ["imagefactory"])
         + listed("only_mutate", mutate)
         + listed("pytest_add_cli_args_test_selection", present)
-        + listed("pytest_add_cli_args", ["-p", "no:cacheprovider"])
+        # In-process (`-n 0` over the suite's `-n auto`): mutmut records which tests reach each
+        # mutated function in its own process; with xdist workers it sees none.
+        + listed("pytest_add_cli_args", ["-p", "no:cacheprovider", "-n", "0"])
     )
 
 
