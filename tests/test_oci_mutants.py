@@ -536,3 +536,8 @@ def test_a_hard_link_to_a_symlink_is_a_symlink(tmp_path: Path) -> None:
     root = tmp_path / "root"
     apply(root, E("f", data=b"x"), E("s", "symlink", target="f"), E("h", "hardlink", target="s"))
     assert (root / "h").is_symlink() and os.readlink(root / "h") == "f"
+
+
+def test_canonical_json_is_compact_utf8_in_the_given_order() -> None:
+    # These bytes are what manifests are pushed as, so they fix every manifest digest.
+    assert model.canonical_json({"b": [1, 2], "a": "é"}) == '{"b":[1,2],"a":"é"}'.encode()
