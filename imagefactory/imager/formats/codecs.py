@@ -66,12 +66,15 @@ class Zstd(Codec):
         if length <= 0:
             return b""
         full, rest = divmod(length, ZSTD_BLOCK)
-        sizes = [ZSTD_BLOCK] * full + ([rest] if rest else [])
-        blocks = [
-            _zstd_block_header(size, _ZSTD_RLE, last=i == len(sizes) - 1) + b"\0"
-            for i, size in enumerate(sizes)
-        ]
-        return _ZSTD_HEADER + b"".join(blocks)
+        if not rest:
+            full, rest = full - 1, ZSTD_BLOCK
+        # Every block but the last is the same four bytes: repeat them rather than build each.
+        return (
+            _ZSTD_HEADER
+            + _ZSTD_FULL_RLE * full
+            + _zstd_block_header(rest, _ZSTD_RLE, last=True)
+            + b"\0"
+        )
 
     def stored(self, data: bytes) -> bytes:
         if not data:
@@ -87,6 +90,9 @@ class Zstd(Codec):
 
 def _zstd_block_header(size: int, kind: int, *, last: bool) -> bytes:
     return (size << 3 | kind << 1 | int(last)).to_bytes(3, "little")
+
+
+_ZSTD_FULL_RLE = _zstd_block_header(ZSTD_BLOCK, _ZSTD_RLE, last=False) + b"\0"
 
 
 class Xz(Codec):
