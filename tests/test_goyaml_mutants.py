@@ -10,8 +10,10 @@ import pytest
 
 from imagefactory import goresolve as gr
 from imagefactory import goyaml
+from imagefactory.errors import InvalidInput
 from imagefactory.gotext import go_quote
 from imagefactory.goyaml import sorted_keys
+from imagefactory.schematic import parse_schematic
 
 
 @pytest.mark.parametrize(
@@ -108,3 +110,18 @@ def test_strings_that_read_back_as_other_types_are_quoted_by_both_writers() -> N
     value = {"a": "hello", "b": "1:20", "c": "+1:20", "d": "<<", "e": "\udcff"}
     expected = b"a: hello\nb: '1:20'\nc: '+1:20'\nd: '<<'\ne: !!binary /w==\n"
     assert goyaml.marshal(value, fast=False) == goyaml.marshal(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("plain", "tag"),
+    [
+        ("18446744073709551615", "!!int"),  # uint64's maximum: ParseUint takes it
+        ("18446744073709551616", "!!float"),  # one more, same digit count: out of range, a float
+        ("0xFFFFFFFFFFFFFFFF", "!!int"),
+        ("0x1FFFFFFFFFFFFFFFF", "!!str"),  # too long for uint64 and not a float either
+    ],
+)
+def test_uint64_range_decides_the_tag(plain: str, tag: str) -> None:
+    document = f"customization:\n  meta:\n    - key: {plain}\n      value: x\n"
+    with pytest.raises(InvalidInput, match=f"cannot construct {tag} "):
+        parse_schematic(document.encode())
