@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +157,14 @@ def assemble(
     manifest: Mapping[str, Any],
     keys: Mapping[str, Any],
     report: Mapping[str, Any],
+    *,
+    finish: Callable[[Path], object] | None = None,
 ) -> Generation:
-    """Write a new generation (tree path -> sha256 hex) and its records, then switch to it."""
+    """Write a new generation (tree path -> sha256 hex) and its records, then switch to it.
+
+    `finish` adds what is made from the assembled tree itself (the web UI), before the generation
+    takes its name: a failure there leaves a partial directory the next publish removes.
+    """
     store = ContentStore(config)
     _remove_partial(config)
     existing = sorted(generations_dir(config).glob("[0-9]" * 6))
@@ -173,6 +179,8 @@ def assemble(
             dest.parent.mkdir(parents=True, exist_ok=True)
             made.add(dest.parent)
         _link(store.path(hex_digest), dest)
+    if finish is not None:
+        finish(tmp)
     os.replace(tmp, gen.root)
     write_atomic(gen.keys_path, json.dumps({**keys, "generation": number}, sort_keys=True).encode())
     write_atomic(gen.report_path, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())

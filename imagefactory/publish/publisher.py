@@ -24,6 +24,7 @@ from imagefactory.publish.receipts import (
 from imagefactory.publish.site import site_files, site_key
 from imagefactory.schematic_dir import scan
 from imagefactory.sources import read_lock
+from imagefactory.webui import render_site
 
 
 def cell_receipts(config: Config, cell: Mapping[str, Any], stages: tuple[str, ...]) -> list[Path]:
@@ -128,6 +129,7 @@ def publish(
             {"site": {"key": key, "files": site_map}, "cells": cells},
             keys,
             report,
+            finish=lambda root: render_site(config, root),
         )
         return gen, {"generation": gen.number, **report}
 

@@ -177,6 +177,11 @@ def test_tree_matches_the_layout(factory: Factory) -> None:
     assert kernel.stat().st_nlink >= 2
     report = factory.report()
     assert len(report["built"]) == 6 and report["failed"] == []  # type: ignore[arg-type]
+    # The web UI is rendered into the generation; no schematic is marked public, so none is listed.
+    assert {"index.html", "ui/versions.html", "ui/data.json"} <= files.keys()
+    assert not [p for p in files if p.startswith("ui/schematics/") and p.count("/") > 2]
+    for schematic_id in ids(factory).values():
+        assert schematic_id not in files["ui/data.json"].read_text()
 
 
 def test_every_checksum_and_signature_verifies(factory: Factory) -> None:
