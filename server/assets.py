@@ -16,7 +16,7 @@ from typing import Any
 from imagefactory import tree
 from imagefactory.config import Config
 from imagefactory.errors import NotFound
-from imagefactory.profile import OutputKind, parse_asset_path, resolve
+from imagefactory.profile import resolve
 from imagefactory.schematic import Schematic
 from imagefactory.versions import TalosVersion
 from server.builds import Builds, Job
@@ -34,14 +34,6 @@ def parse_version(text: str) -> TalosVersion:
 
 # The tree's relative path of an image file, made once per name.
 _image_path = lru_cache(maxsize=4096)(tree.image_path)
-
-
-@lru_cache(maxsize=1024)
-def cmdline_asset(platform_arch: str) -> str:
-    """The cmdline asset's name for `<platform>-<arch>[-secureboot]`, with upstream's errors."""
-    request = parse_asset_path(f"cmdline-{platform_arch}")
-    assert request.kind is OutputKind.CMDLINE
-    return request.path
 
 
 class Assets:

@@ -38,10 +38,7 @@ class Metrics:
         self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
 
     def add(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        assert name in METRICS, name
-        key = tuple(sorted(labels.items()))
-        series = self._values[name]
-        series[key] = series.get(key, 0.0) + float(amount)
+        self.add_series(name, series_key(name, **labels), float(amount))
 
     def add_series(self, name: str, key: Labels, amount: float = 1.0) -> None:
         """`add` with the labels as `series_key` made them, for callers that keep the key."""
@@ -49,11 +46,10 @@ class Metrics:
         series[key] = series.get(key, 0.0) + amount
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        assert name in METRICS, name
-        self._values[name][tuple(sorted(labels.items()))] = float(value)
+        self._values[name][series_key(name, **labels)] = float(value)
 
     def value(self, name: str, **labels: str) -> float:
-        return self._values[name].get(tuple(sorted(labels.items())), 0.0)
+        return self._values[name].get(series_key(name, **labels), 0.0)
 
     def render(self) -> bytes:
         lines = []

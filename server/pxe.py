@@ -69,10 +69,13 @@ class ScriptCache:
 
 
 @lru_cache(maxsize=1024)
-def split_platform_arch(platform_arch: str) -> tuple[str, str, bool]:
-    """`metal-x86_64-secureboot` -> (metal, amd64, True), with upstream's errors."""
+def split_platform_arch(platform_arch: str) -> tuple[str, str, bool, str]:
+    """`metal-x86_64-secureboot` -> (metal, amd64, True, cmdline-metal-amd64-secureboot): the parts
+    and the name of the cmdline asset the script reads, with upstream's errors."""
     request = parse_asset_path(f"cmdline-{platform_arch}")
-    return request.platform, parse_arch(request.arch.value).value, request.secureboot
+    arch = parse_arch(request.arch.value).value
+    suffix = "-secureboot" if request.secureboot else ""
+    return request.platform, arch, request.secureboot, f"cmdline-{request.platform}-{arch}{suffix}"
 
 
 def mac_script_name(mac: str) -> str:

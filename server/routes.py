@@ -11,7 +11,7 @@ from typing import Any
 from imagefactory import tree
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
 from imagefactory.signing.keys import load_private_key, public_key_pem
-from server.assets import Assets, cmdline_asset, parse_version
+from server.assets import Assets, parse_version
 from server.catalog import Catalog
 from server.metrics import Metrics
 from server.pxe import ScriptCache, split_platform_arch
@@ -104,8 +104,7 @@ class Api:
         schematic = self.schematics.find(schematic_id)
         talos = parse_version(version)
         self.catalog.check(talos)
-        platform, arch, secureboot = split_platform_arch(platform_arch)
-        asset = cmdline_asset(f"{platform}-{arch}{'-secureboot' if secureboot else ''}")
+        platform, arch, secureboot, asset = split_platform_arch(platform_arch)
         found = self.assets.locate(schematic_id, schematic, talos, asset)
 
         def script(cmdline_file: str) -> Response:
