@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from imagefactory.oci.build import push_image
+from imagefactory.oci.layout import LayoutTarget
+from imagefactory.oci.model import Descriptor
+
 settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile(
     "dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -32,6 +36,21 @@ def sample_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["sample-release", "--out", str(out), "--versions", "v1.7.7,v1.11.5"]) == 0
     assert main(["lock", "--config", str(out / "config.yaml")]) == 0
     return out / "config.yaml"
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> LayoutTarget:
+    """An empty OCI layout to push test images into."""
+    return LayoutTarget(tmp_path / "layout")
+
+
+@pytest.fixture
+def image(tmp_path: Path, layout: LayoutTarget) -> Descriptor:
+    """A one-file amd64 image pushed into `layout` as siderolabs/imager:v1."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "hello").write_text("hello\n")
+    return push_image(layout, "siderolabs/imager", "v1", {"amd64": [tree]})
 
 
 @pytest.hookimpl(hookwrapper=True)

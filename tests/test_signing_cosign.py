@@ -31,11 +31,6 @@ def _tree(tmp_path: Path, name: str, content: bytes) -> Path:
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> LayoutTarget:
-    return LayoutTarget(tmp_path / "layout")
-
-
-@pytest.fixture
 def index(tmp_path: Path, layout: LayoutTarget) -> Descriptor:
     return push_image(
         layout,

@@ -21,7 +21,6 @@ from signing_testca import EPOCH, SigningCA, SigningLog, keyless_sign
 from imagefactory.config import KeylessIdentity, Verification
 from imagefactory.errors import InvalidInput
 from imagefactory.oci import media
-from imagefactory.oci.build import push_image
 from imagefactory.oci.layout import LayoutTarget
 from imagefactory.oci.model import Descriptor
 from imagefactory.signing import cosign, keyless, keys, payload, tlog
@@ -239,19 +238,6 @@ def test_from_config_carries_the_whole_keyless_identity(tmp_path: Path, ca: Sign
         issuer="https://issuer.example", subject_regexp="@example\\.org$", issuer_regexp="^https://"
     )
     assert verifier.log_key is None
-
-
-@pytest.fixture
-def layout(tmp_path: Path) -> LayoutTarget:
-    return LayoutTarget(tmp_path / "layout")
-
-
-@pytest.fixture
-def image(tmp_path: Path, layout: LayoutTarget) -> Descriptor:
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    (tree / "hello").write_text("hello\n")
-    return push_image(layout, REPO, "v1", {"amd64": [tree]})
 
 
 def test_disabled_verification_reports_the_image(layout: LayoutTarget, image: Descriptor) -> None:

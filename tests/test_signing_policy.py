@@ -15,7 +15,6 @@ from signing_testca import EPOCH, SigningCA, SigningLog, keyless_sign
 from imagefactory.config import KeylessIdentity, Verification
 from imagefactory.errors import BuildError, InvalidInput
 from imagefactory.oci import media
-from imagefactory.oci.build import push_image
 from imagefactory.oci.layout import LayoutTarget
 from imagefactory.oci.model import Descriptor, canonical_json
 from imagefactory.signing import cosign, keyless, keys, payload, tlog
@@ -23,19 +22,6 @@ from imagefactory.signing.policy import Mode, SignatureError, Verifier
 
 REPO = "siderolabs/imager"
 REF = "ghcr.io/siderolabs/imager"
-
-
-@pytest.fixture
-def layout(tmp_path: Path) -> LayoutTarget:
-    return LayoutTarget(tmp_path / "layout")
-
-
-@pytest.fixture
-def image(tmp_path: Path, layout: LayoutTarget) -> Descriptor:
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    (tree / "hello").write_text("hello\n")
-    return push_image(layout, REPO, "v1", {"amd64": [tree]})
 
 
 @pytest.fixture(scope="module")
