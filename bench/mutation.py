@@ -29,7 +29,12 @@ KILLED = ("killed", "timeout", "segfault", "caught by type check")
 GROUPS: dict[str, tuple[list[str], list[str], tuple[str, ...]]] = {
     "schematic-emitter": (
         ["imagefactory/goyaml.py", "imagefactory/gotext.py", "imagefactory/goresolve.py"],
-        ["tests/test_goyaml.py", "tests/test_goyaml_mutants.py", "tests/test_schematic.py"],
+        [
+            "tests/test_goyaml.py",
+            "tests/test_goyaml_mutants.py",
+            "tests/test_goyaml_full_emitter.py",
+            "tests/test_schematic.py",
+        ],
         (),
     ),
     # Store (the content-addressed class) is driven by the OCI layout and unpack tests.
@@ -146,11 +151,14 @@ def run_group(
             # PYTHONPATH at mutants/ before mutmut creates it made Python cache "no finder" for that
             # path, so the tests imported the unmutated editable install, no trampoline was hit and
             # every mutant came out "no tests".
-            # Own session, so the time box ends mutmut's forked test runners too.
+            # Own session, so the time box ends mutmut's forked test runners too. Hypothesis
+            # properties run the small fixed "mutation" profile (tests/conftest.py): once per
+            # mutant, the suite's own example counts would not fit the emitter's 1285 mutants.
+            env = os.environ | {"IMAGEFACTORY_HYPOTHESIS_PROFILE": "mutation"}
             runner = subprocess.Popen(
                 ["nice", "-n", "19", str(mutmut), "run", "--max-children", "1", *selected],
                 cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, env=env,
             )  # fmt: skip
             try:
                 runner.wait(timeout=minutes * 60)

@@ -16,7 +16,15 @@ settings.register_profile("ci", max_examples=200, deadline=None)
 settings.register_profile(
     "dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# bench/mutation.py runs the fast tests once per mutant: a small, fixed set of examples each, so a
+# whole module's mutants fit a run (the exact-bytes tests carry most kills there).
+settings.register_profile(
+    "mutation", max_examples=10, deadline=None, derandomize=True, database=None,
+    suppress_health_check=list(HealthCheck),
+)  # fmt: skip
+settings.load_profile(
+    os.environ.get("IMAGEFACTORY_HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 @pytest.fixture(scope="session")

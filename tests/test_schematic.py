@@ -633,7 +633,7 @@ def _outcome(body: bytes, fast: bool) -> tuple[str, str]:
 
 
 @given(yaml_documents())
-@settings(max_examples=400)
+@settings(max_examples=min(400, 4 * settings.default.max_examples))
 def test_fast_path_agrees_with_slow_path_on_yaml(body: bytes) -> None:
     assert _outcome(body, fast=True) == _outcome(body, fast=False)
 
