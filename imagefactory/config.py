@@ -142,6 +142,7 @@ class ServerSettings:
     """`imagefactory serve`: listeners, PXE targets, on-demand builds and connection limits."""
 
     http: str = "tcp:8080:interface=127.0.0.1"
+    workers: int = 1  # HTTP processes accepting on the one listening socket
     tftp_port: int = 0
     tftp_interface: str = "127.0.0.1"
     ipxe_dir: Path = Path("/usr/lib/ipxe")
@@ -311,6 +312,7 @@ def _server(raw: Mapping[str, Any], base: Path) -> ServerSettings:
 
     return ServerSettings(
         http=raw.get("http", defaults.http),
+        workers=raw.get("workers", defaults.workers),
         tftp_port=tftp.get("port", defaults.tftp_port),
         tftp_interface=tftp.get("interface", defaults.tftp_interface),
         ipxe_dir=_path(base, tftp["ipxeDir"]) if "ipxeDir" in tftp else defaults.ipxe_dir,

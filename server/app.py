@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from twisted.application import internet, service, strports
@@ -18,6 +19,7 @@ from server import files
 from server.assets import Assets
 from server.builds import Builds
 from server.catalog import Catalog
+from server.cluster import AdoptedPort, SharedBuilds, SharedMetrics
 from server.logs import text_observer
 from server.metrics import Metrics
 from server.pxe import IPXE_BINARIES, chain_scripts
@@ -39,13 +41,32 @@ def tftp_files(config: Config, base_url: str) -> dict[str, bytes | Path]:
     return table
 
 
-def make_service(config: Config, *, external_url: str | None = None) -> service.MultiService:
-    """The whole server for `config`; start it with the reactor (twistd or `imagefactory serve`)."""
+@dataclass(frozen=True)
+class WorkerSeat:
+    """One of several HTTP processes: its number, the shared run directory, the inherited socket."""
+
+    index: int
+    run_dir: Path
+    listening_fd: int
+
+
+def make_service(
+    config: Config, *, external_url: str | None = None, seat: WorkerSeat | None = None
+) -> service.MultiService:
+    """The whole server for `config`; start it with the reactor (twistd or `imagefactory serve`).
+
+    With `seat`, one worker of several: HTTP on the inherited socket, builds and metrics shared
+    through the run directory, no TFTP (the supervisor keeps it in one process).
+    """
     if external_url:
         config = dataclasses.replace(config, external_url=external_url)
     metrics = Metrics()
     top = service.MultiService()
-    builds = Builds(config, metrics, config.external_url)
+    shared = None
+    if seat is not None:
+        shared = SharedBuilds.under(seat.run_dir, config.server.build_concurrency)
+        SharedMetrics(metrics, seat.run_dir, f"worker{seat.index}").setServiceParent(top)
+    builds = Builds(config, metrics, config.external_url, shared)
     builds.setServiceParent(top)
     schematics = Schematics(config)
     catalog = Catalog(config)
@@ -60,24 +81,37 @@ def make_service(config: Config, *, external_url: str | None = None) -> service.
         pxe_base_url=config.external_url,
     )
     site = FactorySite(Router(routes(api), files.send_file), config.server, metrics)
+    if seat is not None:
+        AdoptedPort(seat.listening_fd, site).setServiceParent(top)
+        return top
     http = strports.service(config.server.http, site, reactor=reactor)
     # A port that cannot be bound fails `serve` at once instead of being logged and ignored.
     http._raiseSynchronously = True
     http.setServiceParent(top)
-    if config.server.tftp_port:
-        tftp = TftpServer(
-            tftp_files(config, config.external_url), config.server.tftp_interface, metrics
-        )
-        udp = internet.UDPServer(
-            config.server.tftp_port, tftp, interface=config.server.tftp_interface
-        )
-        udp.setServiceParent(top)
+    tftp = tftp_service(config, metrics)
+    if tftp is not None:
+        tftp.setServiceParent(top)
     return top
 
 
+def tftp_service(config: Config, metrics: Metrics) -> service.Service | None:
+    """The TFTP server on UDP, or None when no port is configured."""
+    if not config.server.tftp_port:
+        return None
+    tftp = TftpServer(
+        tftp_files(config, config.external_url), config.server.tftp_interface, metrics
+    )
+    return internet.UDPServer(config.server.tftp_port, tftp, interface=config.server.tftp_interface)
+
+
 def serve(config: Config, *, external_url: str | None = None) -> None:
-    """Run the server until SIGTERM or SIGINT; stopping the tree stops builds and cleans up."""
-    top = make_service(config, external_url=external_url)
+    """Run the server in this process until SIGTERM or SIGINT; stopping the tree stops builds
+    and cleans up. (`server.workers` over 1: server.supervisor.supervise instead.)"""
+    run(make_service(config, external_url=external_url))
+
+
+def run(top: service.Service) -> None:
+    """Start `top`, then the reactor, until SIGTERM or SIGINT stops both."""
     globalLogBeginner.beginLoggingTo([text_observer(sys.stderr)], redirectStandardIO=False)
     try:
         top.startService()

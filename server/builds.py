@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, FactoryError, InvalidInput, NotFound
+from server.cluster import SharedBuilds
 from server.metrics import Metrics
 from server.web import Unavailable, clock
 
@@ -141,29 +142,33 @@ class _Flight:
 class Builds(service.Service):
     """The build pool: a child service of the server, stopping every build when it stops."""
 
-    def __init__(self, config: Config, metrics: Metrics, external_url: str) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        external_url: str,
+        shared: SharedBuilds | None = None,
+    ) -> None:
+        """`shared`: the pool spans several worker processes (which then leave the sweeping of
+        temporary directories to their supervisor: one may be building while another starts)."""
         self.config = config
         self.settings = config.server
         self.metrics = metrics
         self.external_url = external_url
         self.root = config.store / "ondemand"
+        self.shared = shared
         self._slots = defer.DeferredSemaphore(self.settings.build_concurrency)
         self._flights: dict[tuple[str, ...], _Flight] = {}
         self._running: set[_Collector] = set()
 
     def startService(self) -> None:
         super().startService()
-        self._remove_leftovers()
+        if self.shared is None:
+            remove_leftovers(self.root)
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
         return defer.Deferred.fromCoroutine(self._stop())
-
-    def _remove_leftovers(self) -> None:
-        """Temporary directories of builds a previous server run did not see end."""
-        if self.root.is_dir():
-            for work in self.root.rglob(".work-*"):
-                shutil.rmtree(work, ignore_errors=True)
 
     async def _stop(self) -> None:
         for collector in list(self._running):
@@ -173,7 +178,8 @@ class Builds(service.Service):
             await _sleep(0.1)
         for collector in list(self._running):
             collector.stop(signal.SIGKILL)
-        self._remove_leftovers()
+        if self.shared is None:
+            remove_leftovers(self.root)
 
     def build(self, job: Job) -> defer.Deferred[Report]:
         """A Deferred for the job's report: the flight already under way for it, or a new one.
@@ -219,7 +225,64 @@ class Builds(service.Service):
 
     async def _run(self, job: Job) -> Report:
         self._gauges()
+        if self.shared is None:
+            return await self._build(job)
+        lock = self.shared.flight(job.key)
+        asked = time.time_ns()
+        waited = await lock.acquire()
+        try:
+            if waited:  # another worker had it: its outcome, when it wrote one after we asked
+                earlier = self._recorded(job, asked)
+                if earlier is not None:
+                    return earlier
+            try:
+                report = await self._build(job)
+            except FactoryError as exc:
+                self._record(job, {"status": exc.http_status, "error": str(exc),
+                                   "retry_after": getattr(exc, "retry_after", RETRY_AFTER)})  # fmt: skip
+                raise
+            self._record(job, report)
+            return report
+        finally:
+            lock.release()
+
+    def _record(self, job: Job, outcome: Report) -> None:
+        assert self.shared is not None
+        path = self.shared.outcome_path(job.key)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps({"at": time.time_ns(), "outcome": outcome}))
+        os.replace(temporary, path)
+
+    def _recorded(self, job: Job, since: int) -> Report | None:
+        assert self.shared is not None
+        try:
+            record = json.loads(self.shared.outcome_path(job.key).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("at", 0) < since:
+            return None
+        outcome: Report = record["outcome"]
+        if outcome.get("status") == 200:
+            return outcome
+        message, status = str(outcome.get("error")), outcome.get("status")
+        if status == 503:
+            retry_after = outcome.get("retry_after")
+            raise Unavailable(message, retry_after if isinstance(retry_after, int) else RETRY_AFTER)
+        if status == 400:
+            raise InvalidInput(message)
+        if status == 404:
+            raise NotFound(message)
+        raise BuildError(message)
+
+    async def _slot(self) -> Callable[[], object]:
+        """A build slot, and how to give it back: this process's, or the workers' pool's."""
+        if self.shared is not None:
+            return (await self.shared.slot()).release
         await self._slots.acquire()
+        return self._slots.release
+
+    async def _build(self, job: Job) -> Report:
+        release = await self._slot()
         try:
             if job.output is not None and job.output.is_file():  # made while this one waited
                 return {"status": 200}
@@ -234,7 +297,7 @@ class Builds(service.Service):
             self._gauges()
             result = await done
         finally:
-            self._slots.release()
+            release()
         self.metrics.add("imagefactory_build_seconds_total", result.seconds)
         try:
             report = self._outcome(job, result)
@@ -267,6 +330,13 @@ class Builds(service.Service):
         if status == 404:
             raise NotFound(message)
         raise BuildError(f"build of {job.label} failed: {message}")
+
+
+def remove_leftovers(root: Path) -> None:
+    """Temporary directories of builds whose end no server process saw."""
+    if root.is_dir():
+        for work in root.rglob(".work-*"):
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _last_json_line(stdout: bytes) -> dict[str, object]:

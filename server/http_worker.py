@@ -1,0 +1,58 @@
+"""One HTTP worker of a multi-worker server: `python -m server.http_worker`, started by
+server.supervisor with the listening socket as a descriptor; it dies with its supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import dataclasses
+import os
+import signal
+import sys
+from pathlib import Path
+
+from imagefactory.cli import one_line
+from imagefactory.config import load_config
+from imagefactory.errors import FactoryError
+from server.app import WorkerSeat, make_service, run
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGTERM when the supervisor goes, however it goes (even SIGKILL)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:  # it went before the signal was asked for
+        sys.exit(1)
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="server.http_worker")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--external-url", required=True)
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--index", required=True, type=int)
+    parser.add_argument("--parent", required=True, type=int)
+    parser.add_argument("--fd", required=True, type=int)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    die_with_parent(args.parent)
+    try:
+        config = load_config(args.config)
+        config = dataclasses.replace(config, external_url=args.external_url)
+        seat = WorkerSeat(args.index, args.run_dir, args.fd)
+        run(make_service(config, seat=seat))
+    except FactoryError as exc:
+        print(f"worker {args.index}: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
