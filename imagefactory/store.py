@@ -1,15 +1,14 @@
 """The store: verified blobs by digest, build outputs checked on every hit, and its hygiene.
 
 A blob enters under a temporary name, is checked against its digest, then renamed into place; a
-build output is recorded (size, sha256) when written and checked when reused; scratch directories
-and lock files of dead builds are swept while others run.
+build output is recorded (size, and a block digest whose holes cost nothing) when written and
+checked when reused; scratch directories and lock files of dead builds are swept while others run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from imagefactory.blockhash import block_digest
 from imagefactory.errors import FactoryError, InvalidInput
 from imagefactory.files import error_of, read_bounded, write_atomic
 from imagefactory.oci.digest import add_verified, check_digest, file_chunks
@@ -58,7 +58,6 @@ class Store:
 # ---- build outputs: verified on every hit -------------------------------------------------------
 
 RECORD_SUFFIX = ".record"
-_HASH_CHUNK = 1 << 20
 
 
 def _record_path(final: Path) -> Path:
@@ -68,14 +67,6 @@ def _record_path(final: Path) -> Path:
 def _stamp(info: os.stat_result) -> list[int]:
     # ctime cannot be set back by a user, so a rewrite that restores size and mtime still shows.
     return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_record(final: Path) -> dict[str, Any] | None:
@@ -106,7 +97,7 @@ def verified_output(final: Path) -> bool:
     if record.get("stamp") == _stamp(info):
         return True
     try:
-        if _sha256(final) != record.get("sha256"):
+        if block_digest(final) != record.get("blocks_sha256"):
             return False
     except OSError:
         return False
@@ -118,7 +109,7 @@ def verified_output(final: Path) -> bool:
 def install_output(out: Path, final: Path) -> None:
     """Rename a finished output into place, recording its size and digest first."""
     size = os.stat(out).st_size
-    record = {"size": size, "sha256": _sha256(out), "stamp": None}
+    record = {"size": size, "blocks_sha256": block_digest(out), "stamp": None}
     final.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(_record_path(final), json.dumps(record).encode())
     os.replace(out, final)

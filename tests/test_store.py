@@ -30,7 +30,7 @@ def test_installed_output_is_verified(tmp_path: Path) -> None:
     assert final.read_bytes() == b"kernel bytes" * 100
     record = json.loads((final.parent / "kernel.record").read_text())
     assert record["size"] == 1200
-    assert len(record["sha256"]) == 64
+    assert len(record["blocks_sha256"]) == 64
     assert store.verified_output(final)
 
 

@@ -55,7 +55,8 @@ def test_record_holds_size_digest_and_the_installed_files_stamp(tmp_path: Path) 
     info = final.stat()
     assert _record(final) == {
         "size": 1200,
-        "sha256": hashlib.sha256(b"kernel bytes" * 100).hexdigest(),
+        # One block: the sha256 of its sha256.
+        "blocks_sha256": hashlib.sha256(hashlib.sha256(b"kernel bytes" * 100).digest()).hexdigest(),
         "stamp": [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev],
     }
 
