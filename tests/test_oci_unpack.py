@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from imagefactory import tools
 from imagefactory.errors import BuildError
 from imagefactory.oci import media
 from imagefactory.oci.build import image_config, push_image, push_manifest_json
@@ -269,50 +270,88 @@ def test_unpack_image_layers_in_order(tmp_path: Path) -> None:
     assert all(store.has(lay.digest) for lay in image.layers)
 
 
-def zstd_image(tmp_path: Path, layer_bytes: bytes) -> tuple[LayoutTarget, PulledImage]:
-    """A one-layer image whose layer is stored as given, declared as tar+zstd."""
+def compressed_image(
+    tmp_path: Path, layer_bytes: bytes, media_type: str
+) -> tuple[LayoutTarget, PulledImage]:
+    """A one-layer image whose layer is stored as given, declared as `media_type`."""
     target = LayoutTarget(tmp_path / "layout")
-    digest = target.push_blob_bytes("test/zstd", layer_bytes)
+    digest = target.push_blob_bytes("test/layer", layer_bytes)
     config = canonical_json(image_config("amd64", [digest], None, 1))
     manifest = {
         "schemaVersion": 2,
         "mediaType": media.OCI_MANIFEST,
         "config": Descriptor(
-            media.OCI_CONFIG, target.push_blob_bytes("test/zstd", config), len(config)
+            media.OCI_CONFIG, target.push_blob_bytes("test/layer", config), len(config)
         ).to_json(),
-        "layers": [Descriptor(media.OCI_LAYER_ZSTD, digest, len(layer_bytes)).to_json()],
+        "layers": [Descriptor(media_type, digest, len(layer_bytes)).to_json()],
     }
-    push_manifest_json(target, "test/zstd", manifest, "v1")
-    return target, pull_image(target, "test/zstd", "v1")
+    push_manifest_json(target, "test/layer", manifest, "v1")
+    return target, pull_image(target, "test/layer", "v1")
 
 
 def zstd(data: bytes) -> bytes:
     return subprocess.run(["zstd", "-q", "-c"], input=data, capture_output=True, check=True).stdout
 
 
-def test_zstd_layer_is_unpacked(tmp_path: Path) -> None:
+def gzip(data: bytes) -> bytes:
+    return subprocess.run(["gzip", "-n", "-c"], input=data, capture_output=True, check=True).stdout
+
+
+# (media type, compressor, the tool named when the layer is bad)
+CODECS = [
+    (media.OCI_LAYER_ZSTD, zstd, "zstd"),
+    (media.OCI_LAYER_GZIP, gzip, "pigz"),
+    (media.DOCKER_LAYER_GZIP, gzip, "pigz"),
+]
+CODEC_IDS = ["zstd", "oci-gzip", "docker-gzip"]
+
+
+@pytest.mark.parametrize(("media_type", "compress", "tool"), CODECS, ids=CODEC_IDS)
+def test_compressed_layer_is_unpacked(
+    tmp_path: Path, media_type: str, compress: Callable[[bytes], bytes], tool: str
+) -> None:
     big = random.Random(0).randbytes(3 << 20)  # more than one pipe buffer and one read chunk
-    plain = layer(("etc/conf", "file", b"zstd!"), ("usr/big", "file", big)).getvalue()
-    target, image = zstd_image(tmp_path, zstd(plain))
-    unpack_image(target, image, tmp_path / "root", Store(tmp_path / "store"))
-    assert (tmp_path / "root/etc/conf").read_bytes() == b"zstd!"
+    plain = layer(("etc/conf", "file", b"packed!"), ("usr/big", "file", big)).getvalue()
+    target, image = compressed_image(tmp_path, compress(plain), media_type)
+    with tools.recording() as ran:
+        unpack_image(target, image, tmp_path / "root", Store(tmp_path / "store"))
+    assert (tmp_path / "root/etc/conf").read_bytes() == b"packed!"
     assert (tmp_path / "root/usr/big").read_bytes() == big
+    assert [Path(argv[0]).name for argv in ran.argvs] == [tool]
 
 
+Codec = tuple[str, Callable[[bytes], bytes], str]
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=CODEC_IDS)
 @pytest.mark.parametrize(
     ("mangle", "message"),
     [
-        (lambda z: z[: len(z) // 2], "cannot decompress zstd layer: .*zstd exited with 1"),
-        (lambda z: z[:-1] + bytes([z[-1] ^ 0xFF]), "cannot decompress zstd layer"),
-        (lambda z: b"not zstd at all" * 10, "cannot decompress zstd layer"),
-        (lambda z: zstd(b"not a tar" * 1000), "not a valid layer tar"),
+        (lambda z: z[: len(z) // 2], "cannot decompress {tool} layer: .*{tool} exited with 1"),
+        (lambda z: z[:-1] + bytes([z[-1] ^ 0xFF]), "cannot decompress {tool} layer"),
+        (lambda z: b"not compressed at all" * 10, "cannot decompress {tool} layer"),
     ],
-    ids=["truncated", "bad-checksum", "not-zstd", "not-a-tar"],
+    ids=["truncated", "bad-checksum", "not-compressed"],
 )
-def test_bad_zstd_layer(tmp_path: Path, mangle: Callable[[bytes], bytes], message: str) -> None:
+def test_bad_compressed_layer(
+    tmp_path: Path, codec: Codec, mangle: Callable[[bytes], bytes], message: str
+) -> None:
+    media_type, compress, tool = codec
     plain = layer(("etc/conf", "file", random.Random(1).randbytes(200_000))).getvalue()
-    target, image = zstd_image(tmp_path, mangle(zstd(plain)))
-    with pytest.raises(BuildError, match=f"test/zstd:v1: layer sha256:[0-9a-f]+: {message}"):
+    target, image = compressed_image(tmp_path, mangle(compress(plain)), media_type)
+    expected = message.format(tool=tool)
+    with pytest.raises(BuildError, match=f"test/layer:v1: layer sha256:[0-9a-f]+: {expected}"):
+        unpack_image(target, image, tmp_path / "root")
+
+
+@pytest.mark.parametrize(("media_type", "compress", "tool"), CODECS, ids=CODEC_IDS)
+def test_compressed_layer_that_is_not_a_tar(
+    tmp_path: Path, media_type: str, compress: Callable[[bytes], bytes], tool: str
+) -> None:
+    target, image = compressed_image(tmp_path, compress(b"not a tar" * 1000), media_type)
+    with pytest.raises(
+        BuildError, match=r"test/layer:v1: layer sha256:[0-9a-f]+: not a valid layer tar"
+    ):
         unpack_image(target, image, tmp_path / "root")
 
 

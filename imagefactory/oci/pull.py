@@ -15,6 +15,7 @@ from typing import Any
 
 from imagefactory.errors import BuildError, InvalidInput, NotFound
 from imagefactory.oci import media
+from imagefactory.oci.decompress import decompressed
 from imagefactory.oci.model import (
     Descriptor,
     check_reference,
@@ -24,7 +25,6 @@ from imagefactory.oci.model import (
 )
 from imagefactory.oci.target import Target
 from imagefactory.oci.tarsafe import apply_layer
-from imagefactory.oci.zstd import decompressed
 from imagefactory.store import Store
 
 MAX_CONFIG_BYTES = 16 << 20
@@ -134,9 +134,5 @@ def unpack_image(
             if layer.media_type not in UNPACKABLE:
                 raise BuildError(f"{what}: media type {layer.media_type} is not a layer tar")
             path = store.fetch(target, repository, layer.digest)  # compressed digest checked
-            with path.open("rb") as f:
-                if layer.media_type == media.OCI_LAYER_ZSTD:
-                    with decompressed(f, what) as plain:
-                        apply_layer(plain, dest, what)
-                else:
-                    apply_layer(f, dest, what)
+            with path.open("rb") as f, decompressed(f, layer.media_type, what) as plain:
+                apply_layer(plain, dest, what)
