@@ -1,9 +1,10 @@
 """Benchmark: the server against Debian's nginx serving the same published tree, with wrk.
 
 Prints requests/s and p99 for the PXE script (ours: made per request; nginx: the static file) and
-for a small static file, MiB/s for a 1 GiB asset, errors, and the server's peak RSS.
-Run: .venv/bin/python bench/serve.py [--seconds 10] [--connections 64] [--nginx-workers 1]
-     [--sample DIR]   (DIR: an existing sample release; else one is made, for its lock)
+for a small static file, MiB/s for a 1 GiB asset, errors, and the server's peak RSS (with workers:
+the sum over its processes). nginx runs as many workers as ours unless told otherwise.
+Run: .venv/bin/python bench/serve.py [--seconds 10] [--connections 64] [--workers 1]
+     [--nginx-workers N] [--sample DIR]   (DIR: an existing sample release; else one is made)
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def wait_ready(url: str) -> None:
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or its workers not started yet
             time.sleep(0.05)
     raise SystemExit(f"{url} did not come up")
 
@@ -144,14 +145,25 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (its HTTP workers)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--large-mib", type=int, default=1024)
-    parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="our HTTP worker processes")
+    parser.add_argument("--nginx-workers", type=int, help="default: as many as --workers")
     parser.add_argument("--sample", type=Path, help="an existing sample release directory")
     args = parser.parse_args()
+    if args.nginx_workers is None:
+        args.nginx_workers = args.workers
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (scripts/apt-packages.txt)")
@@ -173,6 +185,7 @@ def main() -> int:
             "--config", str(config),
             "--http", f"tcp:{ours_port}:interface=127.0.0.1:backlog=1024",
             "--external-url", "http://127.0.0.1",
+            "--workers", str(args.workers),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -189,7 +202,7 @@ def main() -> int:
         assert pxe_ours.content == pxe_nginx.content, (pxe_ours.text, pxe_nginx.text)
         print(
             f"wrk -c{args.connections} -d{args.seconds}s on loopback; "
-            f"nginx {args.nginx_workers} worker(s), sendfile on"
+            f"ours {args.workers} worker(s), nginx {args.nginx_workers} worker(s), sendfile on"
         )
         print(f"{'':8} {'ours':>34} | {'nginx':>34} | ratio")
         for name in ("pxe", "small", "large"):
@@ -209,7 +222,9 @@ def main() -> int:
                 ]
                 ratio = a["rps"] / b["rps"]
             print(f"{name:8} {cells[0]:>34} | {cells[1]:>34} | {ratio:5.2f}")
-        print(f"server peak RSS: {peak_rss_mib(ours.pid):.0f} MiB")
+        peaks = [peak_rss_mib(pid) for pid in [ours.pid, *children(ours.pid)]]
+        shown = " + ".join(f"{peak:.0f}" for peak in peaks)
+        print(f"server peak RSS: {sum(peaks):.0f} MiB" + (f" ({shown})" if len(peaks) > 1 else ""))
     finally:
         for proc in (ours, nginx):
             proc.send_signal(signal.SIGTERM)

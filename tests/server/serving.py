@@ -6,6 +6,7 @@ for tracebacks when it stops, and a clean SIGTERM must leave no temporary build 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -61,15 +62,22 @@ class Served:
                 return float(line.split()[-1])
         return 0.0
 
-    def worker_pids(self) -> list[int]:
-        """Build processes the server runs now (its children running server.worker)."""
+    def children(self, module: bytes, parent: int | None = None) -> list[int]:
+        """Children of the server (or of `parent`) running `python -m <module>`."""
         pids = []
-        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+        for task in Path(f"/proc/{parent or self.proc.pid}/task").iterdir():
             for child in (task / "children").read_text().split():
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-                if b"server.worker" in cmdline:
-                    pids.append(int(child))
+                with contextlib.suppress(OSError):  # ended meanwhile
+                    if module in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                        pids.append(int(child))
         return pids
+
+    def worker_pids(self) -> list[int]:
+        """Build processes the server runs now (its children running server.worker, or its
+        HTTP workers' children)."""
+        http = self.children(b"server.http_worker")
+        parents = http or [self.proc.pid]
+        return [pid for parent in parents for pid in self.children(b"server.worker", parent)]
 
 
 def start_server(
@@ -79,6 +87,7 @@ def start_server(
     external_url: str | None = None,
     http_port: int | None = None,
     config: dict[str, Any] | None = None,
+    args: tuple[str, ...] = (),
     **server: Any,
 ) -> Served:
     port, tftp = http_port or free_port(), free_port(socket.SOCK_DGRAM)
@@ -96,6 +105,7 @@ def start_server(
         "--http", f"tcp:{port}:interface=127.0.0.1",
         "--tftp", str(tftp),
         "--external-url", external_url or url,
+        *args,
     ]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
@@ -105,7 +115,7 @@ def start_server(
         try:
             if requests.get(url + "/healthz", timeout=1).status_code == 200:
                 return served
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or its workers not started yet
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             stop_server(served)
