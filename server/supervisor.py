@@ -165,11 +165,11 @@ def supervise(config: Config, *, external_url: str | None = None) -> None:
         metrics = Metrics()
         top = service.MultiService()
         SharedMetrics(metrics, run_dir, "supervisor").setServiceParent(top)
+        tftp = tftp_service(config, metrics)
+        if tftp is not None:  # bound first: a port in use fails `serve` before any worker starts
+            tftp.setServiceParent(top)
         fd = port.fileno()
         Supervisor(config, config.server.workers, fd, run_dir, metrics).setServiceParent(top)
-        tftp = tftp_service(config, metrics)
-        if tftp is not None:
-            tftp.setServiceParent(top)
         run(top)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
