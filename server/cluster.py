@@ -1,7 +1,7 @@
 """What the processes of one multi-worker server share, through files in a run directory.
 
-Each process writes its metrics to `metrics-<name>.json` (at most every half second, when they
-changed) and /metrics adds up every file with the live figures of the process asked. On-demand
+Each process writes its metrics to `metrics-<name>.json` (every half second, when they changed)
+and /metrics adds up every file with the live figures of the process asked. On-demand
 builds take a `flock` per build key in `flights/`, so one process builds and the others wait, and
 one per slot in `slots/`, so the build pool is bounded across processes as within one.
 """
@@ -65,8 +65,9 @@ def forget_gauges(path: Path) -> None:
     """A process ended: its counters stay in the totals, its open connections and builds do not."""
     snapshot = read_snapshot(path)
     if snapshot:
-        kept = {name: s for name, s in snapshot.items() if METRICS[name][0] == "counter"}
-        write_snapshot(path, kept)
+        kept = {n: s for n, s in snapshot.items() if METRICS.get(n, ("",))[0] == "counter"}
+        with contextlib.suppress(OSError):  # the run directory gone: the server is stopping
+            write_snapshot(path, kept)
 
 
 class SharedMetrics(internet.TimerService):
