@@ -27,6 +27,18 @@ settings.load_profile(
 )
 
 
+if os.environ.get("IMAGEFACTORY_HYPOTHESIS_PROFILE") == "mutation":
+
+    @pytest.fixture(autouse=True)
+    def _fresh_emitter_caches() -> None:
+        """mutmut forks each mutant's test run from a process that already ran the suite, so the
+        emitter's memoised scalar plans would answer from unmutated code; start each test empty."""
+        from imagefactory import goyaml
+
+        goyaml._plan.cache_clear()
+        goyaml._analyze.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent

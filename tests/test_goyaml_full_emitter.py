@@ -209,6 +209,17 @@ def test_base60_floats(text: str, base60: bool) -> None:
             ["a100000000000000000000", "a7766279631452241921"],
             ["a100000000000000000000", "a7766279631452241921"],
         ),
+        (
+            ["a100000000000000000000", "a7766279631452241919"],
+            ["a7766279631452241919", "a100000000000000000000"],
+        ),
+        # Wrapped values: -2717295700634286712 (24 digits) < 4022; -1239099548510257845 (20
+        # digits) < 849444179789288262 (24 digits).
+        (["x927315107289678525449608", "x04022"], ["x927315107289678525449608", "x04022"]),
+        (
+            ["x911528261102463572841286", "x72547876746327948619"],
+            ["x72547876746327948619", "x911528261102463572841286"],
+        ),
     ],
 )
 def test_digit_runs_wrap_like_go_int64(keys: list[str], order: list[str]) -> None:
@@ -313,3 +324,77 @@ def test_both_writers_agree(document: dict[str, object]) -> None:
     if fast is not None:
         assert fast.encode("utf-8", "surrogateescape") == full
     assert marshal(document) == full
+
+
+@pytest.mark.parametrize(
+    ("keys", "order"),
+    [
+        # A zero run after a non-digit counts as 0 however long; after a nonzero digit its zeros
+        # count as digits (the run is compared as 1 followed by it).
+        (["x05", "x001"], ["x001", "x05"]),
+        (["x0005", "x013"], ["x0005", "x013"]),
+        (["x23", "x000a0"], ["x000a0", "x23"]),
+        (["x10002", "x105"], ["x105", "x10002"]),
+    ],
+)
+def test_zero_runs_in_natural_order(keys: list[str], order: list[str]) -> None:
+    assert sorted_keys(keys) == order
+
+
+@pytest.mark.parametrize(
+    ("keys", "order"),
+    [
+        ([1.5, 2], [1.5, 2]),  # numbers of different kinds by value, in either position
+        ([2, 1.5], [1.5, 2]),
+        ([2**53 + 1, 2**53], [2**53, 2**53 + 1]),  # equal as float64: compared as integers
+        ([2**53, 2**53 + 1], [2**53, 2**53 + 1]),
+    ],
+)
+def test_numeric_key_order(keys: list[object], order: list[object]) -> None:
+    assert sorted_keys(keys) == order
+
+
+@pytest.mark.parametrize(
+    ("value", "result"),
+    [
+        ("a", ("a", "", "plain")),
+        ("yes", ("yes", "", "single")),
+        (None, ("null", "", "plain")),
+        (True, ("true", "", "plain")),
+        (False, ("false", "", "plain")),
+        (-3, ("-3", "", "plain")),
+        (gr.UINT64_MAX, ("18446744073709551615", "", "plain")),
+        (0.5, ("0.5", "", "plain")),
+        (gr.GoTime("2001-12-14T21:59:43Z"), ("2001-12-14T21:59:43Z", "", "plain")),
+    ],
+)
+def test_represent_scalar(value: object, result: tuple[str, str, str]) -> None:
+    assert goyaml.represent_scalar(value) == result
+
+
+def test_values_of_other_types_are_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"^cannot marshal object$"):
+        marshal({"a": object()})
+
+
+def test_single_quoted_breaks_end_the_line_for_the_next_key() -> None:
+    value = {"x": {"k": "a\u2028", "l": "v"}, "z": "\u2029b"}
+    expected = "x:\n    k: 'a\u2028'\n    l: v\nz: '\u2029    b'\n"
+    assert marshal(value, fast=False) == marshal(value) == expected.encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": ()},
+        {"a": {}},
+        {"a": AnyKeyMap(())},
+        {"a": GoStruct(())},
+        {"a": ((), {}), "b": ({"c": ()},)},
+        GoStruct((("a", ("x", ("y", {}))), ("b", {"c": {"d": []}}))),
+    ],
+)
+def test_fast_writer_takes_empty_and_nested_collections(value: object) -> None:
+    text = goyaml._fast_document(value)
+    assert text is not None
+    assert text.encode() == marshal(value, fast=False)

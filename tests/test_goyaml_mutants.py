@@ -125,3 +125,32 @@ def test_uint64_range_decides_the_tag(plain: str, tag: str) -> None:
     document = f"customization:\n  meta:\n    - key: {plain}\n      value: x\n"
     with pytest.raises(InvalidInput, match=f"cannot construct {tag} "):
         parse_schematic(document.encode())
+
+
+def test_go_quote_short_escapes() -> None:
+    assert go_quote('"\\\a\b\f\n\r\t\v') == '"\\"\\\\\\a\\b\\f\\n\\r\\t\\v"'
+
+
+@pytest.mark.parametrize(
+    ("text", "tag", "value"),
+    [
+        ("-9223372036854775808", gr.INT, gr.INT64_MIN),  # int64's minimum is an int
+        ("-5", gr.INT, -5),
+        ("+.inf", gr.FLOAT, float("inf")),  # exact spellings after a sign
+        ("-.Inf", gr.FLOAT, float("-inf")),
+        ("2000-02-29", gr.TIMESTAMP, gr.GoTime("2000-02-29T00:00:00Z")),
+        ("2000-02-30", gr.STR, "2000-02-30"),  # a leap February has 29 days, not 30
+        ("2001-13-01", gr.STR, "2001-13-01"),
+        ("2001-12-14 10:60:00", gr.STR, "2001-12-14 10:60:00"),
+        ("2001-12-14 10:59:59", gr.TIMESTAMP, gr.GoTime("2001-12-14T10:59:59Z")),
+        ("2001-12-14T21:59:43+00:00", gr.TIMESTAMP, gr.GoTime("2001-12-14T21:59:43Z")),
+        ("2001-12-14T21:59:43+01:00", gr.TIMESTAMP, gr.GoTime("2001-12-14T21:59:43+01:00")),
+    ],
+)
+def test_resolver_edges(text: str, tag: str, value: object) -> None:
+    assert gr.resolve("", text) == (tag, value)
+
+
+def test_an_empty_str_tagged_scalar_stays_a_string() -> None:
+    assert gr.resolve(gr.STR, "") == (gr.STR, "")
+    assert gr.resolve("", "") == (gr.NULL, None)
