@@ -398,3 +398,52 @@ def test_fast_writer_takes_empty_and_nested_collections(value: object) -> None:
     text = goyaml._fast_document(value)
     assert text is not None
     assert text.encode() == marshal(value, fast=False)
+
+
+# ---- the emitter's writers leave the state go-yaml's writers leave -------------------------------
+#
+# (text, column, whitespace, indention) after one writer: what the next write depends on. Upstream:
+# writeIndicator sets whitespace to its is_whitespace argument and keeps indention only if the
+# indicator is an indentation one; the plain, quoted and tag writers end with whitespace and
+# indention false; writeLiteralScalar leaves whitespace true and indention false after text;
+# writeIndent breaks the line when not at an indentation or past the indent.
+
+
+def _state(emitter: goyaml._Emitter) -> tuple[str, int, bool, bool]:
+    return "".join(emitter.out), emitter.column, bool(emitter.whitespace), bool(emitter.indention)
+
+
+@pytest.mark.parametrize(
+    ("value", "state"),
+    [
+        ("a", ("a", 1, False, False)),
+        ("yes", ("'yes'", 5, False, False)),
+        ("1", ('"1"', 3, False, False)),
+        (_BINARY_SHORT, ("!!binary /w==", 13, False, False)),
+        ("\u2028a", ("'\u2028    a'", 6, False, False)),
+        ("a\nb", ("|-\n    a\n    b", 5, True, False)),
+        ({}, ("{}", 2, False, False)),
+        ((), ("[]", 2, False, False)),
+    ],
+)
+def test_writer_end_state(value: object, state: tuple[str, int, bool, bool]) -> None:
+    emitter = goyaml._Emitter()
+    emitter.node(value, False)
+    assert _state(emitter) == state
+
+
+def test_indicator_keeps_indention_only_when_both_say_so() -> None:
+    emitter = goyaml._Emitter()
+    emitter.indicator("-", True, False, True)
+    assert _state(emitter) == ("-", 1, False, True)
+    emitter.indention = False
+    emitter.indicator(":", True, False, True)
+    assert _state(emitter) == ("- :", 3, False, False)
+
+
+def test_write_indent_breaks_past_the_indent_even_at_an_indentation() -> None:
+    emitter = goyaml._Emitter()
+    emitter.indent = 0
+    emitter.put("ab")  # indention still true: nothing but text since the start
+    emitter.write_indent()
+    assert _state(emitter) == ("ab\n", 0, True, True)
