@@ -7,11 +7,13 @@ on, one build per asset across workers, SIGTERM stops them all, and they die wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -145,18 +147,33 @@ def test_one_build_across_workers(pair: Served) -> None:
     assert settled_metric(pair, "imagefactory_builds_succeeded_total", before + 1) == before + 1
 
 
-def test_sigterm_stops_every_worker(server_factory: Callable[..., Served]) -> None:
+def test_sigterm_stops_every_worker_and_their_builds(server_factory: Callable[..., Served]) -> None:
     served = server_factory(args=("--workers", "3"))
     workers = http_workers(served)
     assert len(workers) == 3
     shared = run_dir(served)
     assert shared.is_dir()
+    schematic_id = post_schematic(served, "customization:\n  extraKernelArgs:\n    - test.stop=1\n")
+    url = f"{served.url}/image/{schematic_id}/v1.11.5/metal-amd64.iso"
+    threading.Thread(target=_ignore_errors, args=(url,), daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not (builds := served.worker_pids()):
+        assert time.monotonic() < deadline, "no build started"
+        time.sleep(0.01)
+    time.sleep(0.5)
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(timeout=30) == 0
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    assert not [pid for pid in workers + builds if Path(f"/proc/{pid}").exists()]
     assert not shared.exists()
+    assert not list(served.store.rglob(".work-*"))
+    assert not list(served.store.rglob("*.iso"))
     log = served.log.read_text()
     assert "Traceback" not in log and "starting it again" not in log
+
+
+def _ignore_errors(url: str) -> None:
+    with contextlib.suppress(requests.RequestException):
+        requests.get(url, timeout=60)
 
 
 def test_workers_die_with_the_supervisor(sample_release: Path, tmp_path: Path) -> None:
