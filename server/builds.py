@@ -227,19 +227,25 @@ class Builds(service.Service):
         self._gauges()
         if self.shared is None:
             return await self._build(job)
-        lock = self.shared.flight(job.key)
+        return await self._build_once_across_workers(job, self.shared)
+
+    async def _build_once_across_workers(self, job: Job, shared: SharedBuilds) -> Report:
+        """The build under the key's lock; a worker that waited for another's build takes the
+        outcome that one recorded (when recorded after it asked) instead of building again."""
+        lock = shared.flight(job.key)
         asked = time.time_ns()
         waited = await lock.acquire()
         try:
-            if waited:  # another worker had it: its outcome, when it wrote one after we asked
+            if waited:
                 earlier = self._recorded(job, asked)
                 if earlier is not None:
                     return earlier
             try:
                 report = await self._build(job)
             except FactoryError as exc:
-                self._record(job, {"status": exc.http_status, "error": str(exc),
-                                   "retry_after": getattr(exc, "retry_after", RETRY_AFTER)})  # fmt: skip
+                retry_after = getattr(exc, "retry_after", RETRY_AFTER)
+                error = {"status": exc.http_status, "error": str(exc), "retry_after": retry_after}
+                self._record(job, error)
                 raise
             self._record(job, report)
             return report

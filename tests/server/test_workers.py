@@ -147,6 +147,23 @@ def test_one_build_across_workers(pair: Served) -> None:
     assert settled_metric(pair, "imagefactory_builds_succeeded_total", before + 1) == before + 1
 
 
+def test_a_failed_build_is_every_workers_answer(pair: Served) -> None:
+    """Workers that waited for another's build answer with its failure, not a build of their own."""
+    gvisor = (
+        "customization:\n  systemExtensions:\n    officialExtensions:\n      - siderolabs/gvisor\n"
+    )
+    url = f"{pair.url}/image/{post_schematic(pair, gvisor)}/v1.7.7/initramfs-amd64.xz"
+    before = settled_metric(pair, "imagefactory_builds_started_total")
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: requests.get(url, timeout=300), range(20)))
+    assert {a.status_code for a in answers} == {400}
+    assert len({a.text for a in answers}) == 1 and "gvisor" in answers[0].text
+    assert len({a.headers["X-Request-Id"][:16] for a in answers}) == 2
+    for answer in answers:
+        answer.close()
+    assert settled_metric(pair, "imagefactory_builds_started_total", before + 1) == before + 1
+
+
 def test_sigterm_stops_every_worker_and_their_builds(server_factory: Callable[..., Served]) -> None:
     served = server_factory(args=("--workers", "3"))
     workers = http_workers(served)
