@@ -335,6 +335,12 @@ def test_both_writers_agree(document: dict[str, object]) -> None:
         (["x0005", "x013"], ["x0005", "x013"]),
         (["x23", "x000a0"], ["x000a0", "x23"]),
         (["x10002", "x105"], ["x105", "x10002"]),
+        # ...and that leading 1 takes part in the int64 wrap: 1715162046610990695848 wraps to
+        # -385152243997604440, below 10401198036494205.
+        (
+            ["x80401198036494205", "x8715162046610990695848"],
+            ["x8715162046610990695848", "x80401198036494205"],
+        ),
     ],
 )
 def test_zero_runs_in_natural_order(keys: list[str], order: list[str]) -> None:
