@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from server.assets import Assets
 from server.builds import Builds
 from server.catalog import Catalog
 from server.cluster import AdoptedPort, SharedBuilds, SharedMetrics
+from server.fastpath import FastChannel
 from server.logs import text_observer
 from server.metrics import Metrics
 from server.pxe import IPXE_BINARIES, chain_scripts
@@ -28,6 +30,9 @@ from server.routes import Api, routes
 from server.schematics import Schematics
 from server.tftp import TftpServer
 from server.web import FactorySite, Router
+
+# "0" turns the fast path off: tests compare its answers with the normal path's.
+FAST_PATH_SWITCH = "IMAGEFACTORY_FAST_PATH"
 
 
 def tftp_files(config: Config, base_url: str) -> dict[str, bytes | Path]:
@@ -81,6 +86,8 @@ def make_service(
         pxe_base_url=config.external_url,
     )
     site = FactorySite(Router(routes(api), files.send_file), config.server, metrics)
+    if os.environ.get(FAST_PATH_SWITCH, "1") != "0":
+        site.protocol = FastChannel
     if seat is not None:
         AdoptedPort(seat.listening_fd, site).setServiceParent(top)
         return top

@@ -207,11 +207,9 @@ def _open(path: str) -> tuple[int, os.stat_result]:
 
 def send_file(request: FactoryRequest, answer: FileResponse) -> None:
     """Answer with the file, or 304/416; a large body streams through a producer."""
-    path = os.fspath(answer.path)
-    small = SMALL.get(path)
-    if small is not None:
-        _answer(request, answer, small.etag, small.mtime, small.data)
+    if send_from_memory(request, answer):
         return
+    path = os.fspath(answer.path)
     fd, st = _open(path)
     handed = False  # to a _Sender, which closes it
     try:
@@ -231,6 +229,16 @@ def send_file(request: FactoryRequest, answer: FileResponse) -> None:
     finally:
         if not handed:
             os.close(fd)
+
+
+def send_from_memory(request: FactoryRequest, answer: FileResponse) -> bool:
+    """Answer from the bytes held in memory, if the file is held as it is now; else False and
+    nothing sent."""
+    small = SMALL.get(os.fspath(answer.path))
+    if small is None:
+        return False
+    _answer(request, answer, small.etag, small.mtime, small.data)
+    return True
 
 
 def _answer(

@@ -235,10 +235,19 @@ class FactoryRequest(server.Request):
         channel.request_complete()
         if self.refused:
             return
+        self.adopt_request_id()
+        super().requestReceived(command, path, version)
+
+    def adopt_request_id(self) -> None:
+        """The client's X-Request-Id, when it sent a usable one."""
         given = self.requestHeaders.getRawHeaders(b"x-request-id")
         if given and 0 < len(given[0]) <= 128 and given[0].isascii():
             self.request_id = given[0].decode()
-        super().requestReceived(command, path, version)
+
+    def stamp(self) -> None:
+        """The headers every answer starts with."""
+        self.setHeader(b"server", SERVER_HEADER)
+        self.setHeader(b"date", _HttpDate.now())
 
     def process(self) -> None:
         """The site's one resource rendered directly: the Router routes on `path` itself."""
@@ -246,8 +255,7 @@ class FactoryRequest(server.Request):
             super().process()
             return
         self.site = self.owner
-        self.setHeader(b"server", SERVER_HEADER)
-        self.setHeader(b"date", _HttpDate.now())
+        self.stamp()
         self.prepath, self.postpath = [], []
         try:
             self.render(self.site.resource)
@@ -275,6 +283,11 @@ class FactoryChannel(http.HTTPChannel):
         self.site.metrics.set("imagefactory_http_connections", self.site.connections)
 
     def dataReceived(self, data: bytes) -> None:
+        self.note_arrival()
+        super().dataReceived(data)
+
+    def note_arrival(self) -> None:
+        """Bytes of a request arrived: it must now arrive whole within `request_timeout`."""
         if not self._receiving and not self._handlingRequest:
             # One timer per connection, moved forward per request: cheaper than one per request.
             self._receiving = True
@@ -283,7 +296,6 @@ class FactoryChannel(http.HTTPChannel):
                 self._deadline.reset(timeout)
             else:
                 self._deadline = clock.callLater(timeout, self._too_slow)
-        super().dataReceived(data)
 
     def request_complete(self) -> None:
         self._receiving = False
@@ -387,8 +399,7 @@ class Router(resource.Resource):
 
     def render(self, request: server.Request) -> bytes | int:
         assert isinstance(request, FactoryRequest)
-        request.setHeader(b"x-request-id", request.request_id.encode())
-        self._cors(request)
+        self.begin(request)
         method = request.method.decode("ascii", "replace")
         if method == "OPTIONS" and request.getHeader(b"origin"):
             return self._preflight(request)
@@ -405,10 +416,14 @@ class Router(resource.Resource):
         d.addErrback(self._fail, request)
         return server.NOT_DONE_YET
 
-    def _dispatch(
-        self, request: FactoryRequest, method: str
-    ) -> Answer | Coroutine[Any, Any, Answer]:
-        segments = path_segments(request.path)
+    def begin(self, request: FactoryRequest) -> None:
+        """The headers every routed answer carries."""
+        request.setHeader(b"x-request-id", request.request_id.encode())
+        self._cors(request)
+
+    def find(self, path: bytes, method: str) -> tuple[Route, dict[str, str]]:
+        """The route that answers `method` on `path` and its parameters, or the error to send."""
+        segments = path_segments(path)
         allowed: list[str] = []
         for candidate in self._by_first.get(segments[0], self._any_first):
             params = candidate.match(segments)
@@ -417,11 +432,21 @@ class Router(resource.Resource):
             if method not in candidate.methods:
                 allowed.extend(candidate.methods)
                 continue
-            request.route_name = candidate.name
-            return candidate.handler(request, **params)
+            return candidate, params
         if allowed:
             raise MethodNotAllowed(allowed)
         raise NotFound("404 page not found")
+
+    def _dispatch(
+        self, request: FactoryRequest, method: str
+    ) -> Answer | Coroutine[Any, Any, Answer]:
+        found, params = self.find(request.path, method)
+        request.route_name = found.name
+        return found.handler(request, **params)
+
+    def answer(self, result: Response | FileResponse, request: FactoryRequest) -> None:
+        """Send `result`: its status, headers and body (a file's through `send_file`)."""
+        self._answer(result, request)
 
     def _answer(self, result: Response | FileResponse, request: FactoryRequest) -> None:
         if request.finished or request._disconnected:

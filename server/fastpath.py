@@ -1,0 +1,215 @@
+"""The fast path: plain GETs and HEADs of answers held in memory, answered without Twisted's
+request parsing.
+
+A connection's bytes are held until a request head is whole; a head that is simple by a strict
+reading (GET or HEAD, HTTP/1.x, no body, no conditional or range headers, a plain path) whose route
+answers from memory is answered here, by the same code the normal path runs (the Router's headers,
+`send_file`'s small-file answer, Twisted's response writing, the site's access log and metrics).
+Anything else, and everything after it on that connection, goes to the HTTP channel as received.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
+
+from server.files import send_from_memory
+from server.web import (
+    FactoryChannel,
+    FactoryRequest,
+    FileResponse,
+    Response,
+    Router,
+    new_request_id,
+)
+
+MAX_HEAD = 8192  # longer heads go to Twisted, which has its own limits and answers
+# The routes whose answers are in memory: a Response made at once, or a file SmallFiles holds.
+RESPONSE_ROUTES = frozenset({"healthz", "pxe"})
+FILE_ROUTES = frozenset(
+    {"versions", "extensions", "overlays", "signing-key", "secureboot-cert", "ui", "image"}
+)
+# Headers whose presence needs the normal path: bodies, conditions, ranges, upgrades.
+REFUSED = frozenset(
+    {
+        b"content-length",
+        b"transfer-encoding",
+        b"range",
+        b"if-range",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-match",
+        b"if-unmodified-since",
+        b"expect",
+        b"upgrade",
+    }
+)
+_REQUEST_LINE = re.compile(rb"(GET|HEAD) (/[A-Za-z0-9._~/:@+,=-]*) (HTTP/1\.[01])")
+_HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*((?:[!-~](?:[ -~\t]*[!-~])?)?)[ \t]*")
+
+Head = tuple[bytes, bytes, bytes, dict[bytes, list[bytes]]]
+
+
+def parse_head(head: bytes) -> Head | None:
+    """(method, path, version, headers by lower-case name) of a simple head, else None."""
+    lines = head.split(b"\r\n")
+    first = _REQUEST_LINE.fullmatch(lines[0])
+    if first is None or len(lines) > 100:
+        return None
+    headers: dict[bytes, list[bytes]] = {}
+    for line in lines[1:]:
+        header = _HEADER.fullmatch(line)
+        if header is None:
+            return None
+        name = header[1].lower()
+        if name in REFUSED:
+            return None
+        headers.setdefault(name, []).append(header[2])
+    return first[1], first[2], first[3], headers
+
+
+class _Received:
+    """A request's headers as `Request.getHeader` and `checkPersistence` read them."""
+
+    def __init__(self, headers: dict[bytes, list[bytes]]) -> None:
+        self._headers = headers
+
+    def getRawHeaders(self, name: bytes, default: Any = None) -> Any:
+        return self._headers.get(name.lower(), default)
+
+
+class FastRequest(FactoryRequest):
+    """A request made from a parsed head; it answers through the inherited response code."""
+
+    def __init__(
+        self,
+        channel: FactoryChannel,
+        method: bytes,
+        path: bytes,
+        version: bytes,
+        headers: dict[bytes, list[bytes]],
+    ) -> None:
+        # Not Request.__init__: of what it sets up, these answers use only what is set here.
+        self.channel = channel
+        self.transport = channel.transport
+        self.requestHeaders = _Received(headers)  # type: ignore[assignment]
+        self.responseHeaders = Headers()
+        self.notifications = []
+        self.cookies = []
+        self.received_cookies = {}
+        self.method, self.uri, self.path, self.clientproto = method, path, path, version
+        self.args = {}
+        self.queued = 0
+        self.started = time.monotonic()
+        self.route_name = "none"
+        self.refused = False
+        self._body_bytes = 0
+        self.request_id = new_request_id()
+        self.site = channel.site
+        self.prepath, self.postpath = [], []
+
+    def _cleanup(self) -> None:
+        """Never queued on the channel: nothing to tell it."""
+
+
+class FastChannel(FactoryChannel):
+    """The site's channel with the fast path in front of Twisted's request parsing."""
+
+    _fast = True  # still answering here; False once a request went to Twisted
+    _closing = False
+    _held = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._fast:
+            super().dataReceived(data)
+            return
+        if self._closing:
+            return
+        self.resetTimeout()
+        self.note_arrival()
+        held = self._held + data
+        if held.count(b"\n") != held.count(b"\r\n"):
+            self._held = held  # bare line ends: Twisted's reading of them decides
+            self._fall_back()
+            return
+        while True:
+            end = held.find(b"\r\n\r\n")
+            if end < 0:
+                self._held = held
+                if len(held) > MAX_HEAD:
+                    self._fall_back()
+                return
+            kept = self._answer(held[:end])
+            if kept is None:
+                self._held = held
+                self._fall_back()
+                return
+            held = held[end + 4 :]
+            if not kept:
+                self._closing = True
+                self._held = b""
+                self.loseConnection()
+                return
+            if not held:
+                self._held = b""
+                return
+            self.note_arrival()
+
+    def _answer(self, head: bytes) -> bool | None:
+        """Answer one head: None when the normal path must, else whether the connection stays."""
+        parsed = parse_head(head)
+        if parsed is None:
+            return None
+        method, path, version, headers = parsed
+        router = self.site.resource
+        assert isinstance(router, Router)
+        try:
+            route, params = router.find(path, method.decode())
+        except Exception:
+            return None
+        if route.name not in RESPONSE_ROUTES and route.name not in FILE_ROUTES:
+            return None
+        request = FastRequest(self, method, path, version, headers)
+        try:
+            answer = route.handler(request, **params)
+        except Exception:
+            return None
+        if isinstance(answer, Coroutine):
+            answer.close()
+            return None
+        if isinstance(answer, Response) != (route.name in RESPONSE_ROUTES):
+            return None
+        # As the normal path orders it: persistence, the request's ID, then the answer's headers.
+        persistent: bool = self.checkPersistence(request, version)
+        request.adopt_request_id()
+        request.stamp()
+        router.begin(request)
+        request.route_name = route.name
+        if isinstance(answer, FileResponse):
+            if not send_from_memory(request, answer):
+                return None
+        else:
+            router.answer(answer, request)
+        self.request_complete()
+        return persistent
+
+    def _fall_back(self) -> None:
+        """From now on Twisted parses this connection, starting with the bytes held."""
+        self._fast = False
+        held, self._held = self._held, b""
+        if held:
+            super().dataReceived(held)
+
+    def _too_slow(self) -> None:
+        if self._fast and self._held:
+            self._fall_back()  # Twisted's request, partly received, gets the 408
+        super()._too_slow()
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._held = b""
+        super().connectionLost(reason)
