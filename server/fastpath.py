@@ -10,6 +10,7 @@ Anything else, and everything after it on that connection, goes to the HTTP chan
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Coroutine
@@ -81,6 +82,19 @@ class _Received:
 
     def getRawHeaders(self, name: bytes, default: Any = None) -> Any:
         return self._headers.get(name.lower(), default)
+
+
+class _Collected:
+    """Stands in for the transport while an answer is written, to send it in one piece."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def writeSequence(self, data: list[bytes]) -> None:
+        self.parts.extend(data)
 
 
 class FastRequest(FactoryRequest):
@@ -190,13 +204,36 @@ class FastChannel(FactoryChannel):
         request.stamp()
         router.begin(request)
         request.route_name = route.name
-        if isinstance(answer, FileResponse):
-            if not send_from_memory(request, answer):
-                return None
-        else:
-            router.answer(answer, request)
+        transport, collected = self.transport, _Collected()
+        self.transport = collected  # type: ignore[assignment]
+        try:
+            if isinstance(answer, FileResponse):
+                if not send_from_memory(request, answer):
+                    return None
+            else:
+                router.answer(answer, request)
+        finally:
+            self.transport = transport
         self.request_complete()
+        self._send(b"".join(collected.parts))
         return persistent
+
+    def _send(self, data: bytes) -> None:
+        """`data` sent at once when nothing is waiting before it: Twisted's write would wait for
+        the next turn of the reactor, and ask the poller twice, to send it."""
+        transport: Any = self.transport
+        sock = getattr(transport, "socket", None)
+        idle = not (
+            getattr(transport, "dataBuffer", True)
+            or getattr(transport, "_tempDataBuffer", True)
+            or getattr(transport, "disconnecting", True)
+        )
+        if sock is not None and idle:
+            # Full, or gone: the transport finds out and says so.
+            with contextlib.suppress(OSError):
+                data = data[sock.send(data) :]
+        if data:
+            transport.write(data)
 
     def _fall_back(self) -> None:
         """From now on Twisted parses this connection, starting with the bytes held."""
