@@ -11,7 +11,7 @@ import math
 import string
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from imagefactory import goresolve as gr
@@ -433,6 +433,9 @@ def _document(s: Schematic, reverse: bool) -> dict[str, object]:
     )
 
 
+# The generator is shared with tests that want every string; this one drops those JSON or libyaml
+# cannot carry, which some seeds do often enough to trip the filtering health check.
+@settings(suppress_health_check=[HealthCheck.filter_too_much])
 @given(schematics())
 def test_json_spelling_and_key_order_do_not_change_the_id(schematic: Schematic) -> None:
     assume(all(_round_trips_in_go(s) for s in _strings_of(schematic)))
