@@ -15,21 +15,14 @@ import hashlib
 import os
 from pathlib import Path
 
+from imagefactory.holes import next_data
+
 BLOCK = 1 << 20
 
 
 @functools.cache
 def _zero_digest(length: int) -> bytes:
     return hashlib.sha256(bytes(length)).digest()
-
-
-def _next_data(fd: int, offset: int, size: int) -> int:
-    try:
-        return os.lseek(fd, offset, os.SEEK_DATA)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:  # nothing but a hole from here to the end
-            return size
-        raise
 
 
 def _read_exactly(fd: int, length: int, offset: int) -> bytes:
@@ -53,7 +46,7 @@ def block_digest(path: Path, block: int = BLOCK) -> str:
         for start in range(0, size, block):
             length = min(block, size - start)
             if start >= data_from:
-                data_from = _next_data(fd, start, size)
+                data_from = next_data(fd, start, size)
             if start + length <= data_from:
                 outer.update(_zero_digest(length))
                 continue

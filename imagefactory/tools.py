@@ -186,14 +186,19 @@ class _ChildPolicy:
 
     def in_child(self) -> None:
         """preexec_fn: SIGKILL this child when the thread that started it dies, however it dies."""
-        if self.libc is not None:
-            self.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        # The parent may have died between fork and prctl: then nobody would ever kill us.
-        if os.getppid() != self.parent_pid:
+        if not die_with_parent(signal.SIGKILL, self.parent_pid):
             os._exit(1)
 
 
 _policy = _ChildPolicy()
+
+
+def die_with_parent(sig: int, parent: int) -> bool:
+    """Have the kernel send this process `sig` when its parent dies, however it dies; False when
+    `parent` is gone already (it may die between fork and this call: then nobody sends it)."""
+    if _policy.libc is not None:
+        _policy.libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    return os.getppid() == parent
 
 
 def _spawn(args: list[str], **options: Any) -> subprocess.Popen[bytes]:

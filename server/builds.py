@@ -25,9 +25,10 @@ from twisted.python.failure import Failure
 
 from imagefactory.config import Config
 from imagefactory.errors import BuildError, FactoryError, InvalidInput, NotFound
+from imagefactory.files import write_atomic
 from server.cluster import SharedBuilds
 from server.metrics import Metrics
-from server.web import Unavailable, clock
+from server.web import Unavailable, clock, sleep
 
 log = Logger()
 processes: IReactorProcess = reactor
@@ -175,7 +176,7 @@ class Builds(service.Service):
             collector.stop(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         while self._running and time.monotonic() < deadline:
-            await _sleep(0.1)
+            await sleep(0.1)
         for collector in list(self._running):
             collector.stop(signal.SIGKILL)
         if self.shared is None:
@@ -254,10 +255,8 @@ class Builds(service.Service):
 
     def _record(self, job: Job, outcome: Report) -> None:
         assert self.shared is not None
-        path = self.shared.outcome_path(job.key)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps({"at": time.time_ns(), "outcome": outcome}))
-        os.replace(temporary, path)
+        record = {"at": time.time_ns(), "outcome": outcome}
+        write_atomic(self.shared.outcome_path(job.key), json.dumps(record).encode())
 
     def _recorded(self, job: Job, since: int) -> Report | None:
         assert self.shared is not None
@@ -274,11 +273,7 @@ class Builds(service.Service):
         if status == 503:
             retry_after = outcome.get("retry_after")
             raise Unavailable(message, retry_after if isinstance(retry_after, int) else RETRY_AFTER)
-        if status == 400:
-            raise InvalidInput(message)
-        if status == 404:
-            raise NotFound(message)
-        raise BuildError(message)
+        raise _failure(status, message)
 
     async def _slot(self) -> Callable[[], object]:
         """A build slot, and how to give it back: this process's, or the workers' pool's."""
@@ -331,11 +326,16 @@ class Builds(service.Service):
         if result.exit_code == 0 and status == 200 and done:
             return report
         message = str(report.get("error") or _tail(result.stderr) or "build failed")
-        if status == 400:
-            raise InvalidInput(message)
-        if status == 404:
-            raise NotFound(message)
-        raise BuildError(f"build of {job.label} failed: {message}")
+        raise _failure(status, message, f"build of {job.label} failed: ")
+
+
+def _failure(status: object, message: str, build_prefix: str = "") -> FactoryError:
+    """The error a build's reported status stands for: the client's (400, 404) or the build's."""
+    if status == 400:
+        return InvalidInput(message)
+    if status == 404:
+        return NotFound(message)
+    return BuildError(build_prefix + message)
 
 
 def remove_leftovers(root: Path) -> None:
@@ -359,9 +359,3 @@ def _last_json_line(stdout: bytes) -> dict[str, object]:
 def _tail(stderr: bytes) -> str:
     lines = [line for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
     return lines[-1].strip() if lines else ""
-
-
-def _sleep(seconds: float) -> defer.Deferred[None]:
-    d: defer.Deferred[None] = defer.Deferred()
-    clock.callLater(seconds, d.callback, None)
-    return d

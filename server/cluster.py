@@ -23,8 +23,9 @@ from twisted.internet import defer, reactor, tcp
 from twisted.internet.interfaces import IListeningPort, IReactorSocket
 from twisted.web.server import Site
 
-from server.metrics import METRICS, Metrics, Snapshot
-from server.web import clock
+from imagefactory.files import write_atomic
+from server.metrics import Metrics, Snapshot, is_counter
+from server.web import clock, sleep
 
 METRICS_INTERVAL = 0.5
 LOCK_POLL = 0.1
@@ -42,9 +43,7 @@ def write_snapshot(path: Path, snapshot: Snapshot) -> None:
         name: [[list(map(list, key)), value] for key, value in s.items()]
         for name, s in snapshot.items()
     }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(rows))
-    os.replace(temporary, path)
+    write_atomic(path, json.dumps(rows).encode())
 
 
 def read_snapshot(path: Path) -> Snapshot:
@@ -65,7 +64,7 @@ def forget_gauges(path: Path) -> None:
     """A process ended: its counters stay in the totals, its open connections and builds do not."""
     snapshot = read_snapshot(path)
     if snapshot:
-        kept = {n: s for n, s in snapshot.items() if METRICS.get(n, ("",))[0] == "counter"}
+        kept = {n: s for n, s in snapshot.items() if is_counter(n)}
         with contextlib.suppress(OSError):  # the run directory gone: the server is stopping
             write_snapshot(path, kept)
 
@@ -142,12 +141,6 @@ class FileLock:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)  # closing the only descriptor releases the flock
-
-
-def sleep(seconds: float) -> defer.Deferred[None]:
-    d: defer.Deferred[None] = defer.Deferred()
-    clock.callLater(seconds, d.callback, None)
-    return d
 
 
 @dataclass(frozen=True)

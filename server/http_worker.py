@@ -5,28 +5,16 @@ server.supervisor with the listening socket as a descriptor; it dies with its su
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
-import os
 import signal
 import sys
 from pathlib import Path
 
+from imagefactory import tools
 from imagefactory.cli import one_line
 from imagefactory.config import load_config
 from imagefactory.errors import FactoryError
 from server.app import WorkerSeat, make_service, run
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent: int) -> None:
-    """SIGTERM when the supervisor goes, however it goes (even SIGKILL)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
-    if os.getppid() != parent:  # it went before the signal was asked for
-        sys.exit(1)
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -42,7 +30,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
-    die_with_parent(args.parent)
+    # SIGTERM, not SIGKILL: a worker whose supervisor went still stops its builds.
+    if not tools.die_with_parent(signal.SIGTERM, args.parent):
+        return 1
     try:
         config = load_config(args.config)
         config = dataclasses.replace(config, external_url=args.external_url)

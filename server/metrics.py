@@ -63,7 +63,7 @@ class Metrics:
     def restore(self, earlier: Snapshot) -> None:
         """Counters carried over from an earlier process in the same place (they never go back)."""
         for name, series in earlier.items():
-            if METRICS.get(name, ("",))[0] == "counter":
+            if is_counter(name):
                 for key, value in series.items():
                     self.add_series(name, key, value)
 
@@ -81,6 +81,11 @@ class Metrics:
                 shown = int(value) if value.is_integer() else value
                 lines.append(f"{name}{{{text}}} {shown}" if text else f"{name} {shown}")
         return ("\n".join(lines) + "\n").encode()
+
+
+def is_counter(name: str) -> bool:
+    """A counter only grows: it outlives the process that counted (gauges do not)."""
+    return METRICS.get(name, ("",))[0] == "counter"
 
 
 def summed(snapshots: Iterable[Snapshot]) -> Snapshot:

@@ -32,6 +32,14 @@ from server.metrics import Labels, Metrics, series_key
 log = Logger()
 clock = reactor
 
+
+def sleep(seconds: float) -> defer.Deferred[None]:
+    """A Deferred that fires after `seconds` on `clock`: the reactor thread waits without blocking."""
+    d: defer.Deferred[None] = defer.Deferred()
+    clock.callLater(seconds, d.callback, None)
+    return d
+
+
 SERVER_HEADER = f"Image Factory (imagefactory {__version__})".encode()
 TEXT = "text/plain; charset=utf-8"
 SERIES_MEMO = 1000
@@ -406,13 +414,13 @@ class Router(resource.Resource):
         try:
             answer = self._dispatch(request, method)
             if isinstance(answer, Response | FileResponse):
-                self._answer(answer, request)
+                self.answer(answer, request)
                 return server.NOT_DONE_YET
         except Exception:
             self._fail(Failure(), request)
             return server.NOT_DONE_YET
         d = defer.Deferred.fromCoroutine(answer)
-        d.addCallback(self._answer, request)
+        d.addCallback(self.answer, request)
         d.addErrback(self._fail, request)
         return server.NOT_DONE_YET
 
@@ -446,9 +454,6 @@ class Router(resource.Resource):
 
     def answer(self, result: Response | FileResponse, request: FactoryRequest) -> None:
         """Send `result`: its status, headers and body (a file's through `send_file`)."""
-        self._answer(result, request)
-
-    def _answer(self, result: Response | FileResponse, request: FactoryRequest) -> None:
         if request.finished or request._disconnected:
             return
         if isinstance(result, FileResponse):
@@ -482,7 +487,7 @@ class Router(resource.Resource):
             headers["Allow"] = ", ".join(dict.fromkeys(exc.allowed))
         if isinstance(exc, Redirect):
             headers["Location"] = exc.location
-        self._answer(Response(message.encode() + b"\n", status, TEXT, headers), request)
+        self.answer(Response(message.encode() + b"\n", status, TEXT, headers), request)
 
     def _cors(self, request: FactoryRequest) -> None:
         if request.getHeader(b"origin"):

@@ -144,6 +144,17 @@ def check_clean_stop(served: Served) -> None:
     assert not leftovers, leftovers
 
 
+def raw_request(served: Served, request: bytes, *, wait: float = 10.0) -> bytes:
+    """Everything the server sends back for `request` (raw bytes) until it closes the connection."""
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
+
+
 def post_schematic(served: Served, text: str) -> str:
     answer = requests.post(served.url + "/schematics", data=text.encode(), timeout=30)
     assert answer.status_code == 201, answer.text

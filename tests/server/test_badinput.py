@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
-from serving import VANILLA, Served, post_schematic
+from serving import VANILLA, Served, post_schematic, raw_request
 
 MALFORMED_SCHEMATICS = [
     (b"", "schematic is empty"),
@@ -36,16 +36,6 @@ customization: {extraKernelArgs: *g}
 @pytest.fixture(scope="module", autouse=True)
 def vanilla(served: Served) -> None:
     post_schematic(served, "{}")
-
-
-def raw_request(served: Served, request: bytes, *, wait: float = 10.0) -> bytes:
-    host, port = served.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=wait) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-        return data
 
 
 def status_of(response: bytes) -> int:

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 import requests
-from serving import VANILLA, Served, check_clean_stop, post_schematic, start_server
+from serving import (
+    VANILLA,
+    Served,
+    check_clean_stop,
+    post_schematic,
+    raw_request,
+    start_server,
+)
 
 from server.app import FAST_PATH_SWITCH
 from server.fastpath import parse_head
@@ -59,17 +66,6 @@ def pair(sample_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         check_clean_stop(served)
 
 
-def exchange(served: Served, data: bytes, wait: float = 10.0) -> bytes:
-    """Everything the server sends back for `data` until it closes the connection."""
-    host, port = served.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=wait) as sock:
-        sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-        return answer
-
-
 def request(method: str, path: str, version: str = "HTTP/1.1", *headers: str) -> bytes:
     lines = [f"{method} {path} {version}", "Host: 127.0.0.1", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -112,8 +108,13 @@ def counts(served: Served) -> dict[str, float]:
     text = requests.get(served.url + "/metrics", timeout=30).text
     series = {}
     for line in text.splitlines():
-        if line.startswith(
-            ("imagefactory_http_requests_total{", "imagefactory_http_response_bytes")
+        # The /metrics answers this reads are left out: their length is the figures' digits,
+        # which the two servers' histories make differ.
+        if (
+            line.startswith(
+                ("imagefactory_http_requests_total{", "imagefactory_http_response_bytes")
+            )
+            and 'route="metrics"' not in line
         ):
             name, value = line.rsplit(" ", 1)
             series[name] = float(value)
@@ -132,7 +133,7 @@ def access_lines(served: Served, marker: str) -> list[list[str]]:
 
 
 def both(pair: list[Served], data: bytes, methods: list[str]) -> None:
-    fast, plain = (responses(exchange(served, data), methods) for served in pair)
+    fast, plain = (responses(raw_request(served, data), methods) for served in pair)
     assert fast == plain
 
 
@@ -229,7 +230,7 @@ FALLBACKS = [
 
 @pytest.mark.parametrize("data", FALLBACKS, ids=range(len(FALLBACKS)))
 def test_fallbacks_answer_as_the_normal_path(pair: list[Served], data: bytes) -> None:
-    fast, plain = (exchange(served, data) for served in pair)
+    fast, plain = (raw_request(served, data) for served in pair)
     blank = re.compile(rb"(?im)^(date|x-request-id): .*$")
     assert blank.sub(rb"\1: -", fast) == blank.sub(rb"\1: -", plain)
 
@@ -243,7 +244,7 @@ def test_access_lines_and_metrics(pair: list[Served]) -> None:
     )
     data += request("GET", PXE, "HTTP/1.1", f"X-Request-Id: {marker}end", "Connection: close")
     for served in pair:
-        exchange(served, data)
+        raw_request(served, data)
     after = [counts(served) for served in pair]
     deltas = [
         {k: v - b.get(k, 0.0) for k, v in a.items() if v != b.get(k, 0.0)}

@@ -5,9 +5,10 @@ A disk image is mostly holes; nothing here reads or writes them.
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterator
+
+from imagefactory.holes import next_data
 
 # Zero detection granularity when copying: a file system block.
 BLOCK = 4096
@@ -19,15 +20,10 @@ def data_runs(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """(offset, length) of each data run of the open file, in order; holes are skipped."""
     offset = 0
     while offset < size:
-        try:
-            start = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError as exc:
-            if exc.errno == errno.ENXIO:  # only a hole is left
-                return
-            raise
-        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        start = next_data(fd, offset, size)
         if start >= size:
             return
+        end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
         yield start, end - start
         offset = end
 

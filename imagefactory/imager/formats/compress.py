@@ -9,7 +9,6 @@ streams or members, which every standard decompressor reads as one file.
 from __future__ import annotations
 
 import enum
-import errno
 import os
 import tempfile
 import zlib
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from imagefactory import tools
+from imagefactory.holes import next_data
 from imagefactory.imager.formats.codecs import CODECS
 from imagefactory.platforms import OutFormat
 
@@ -68,7 +68,7 @@ def pieces(fd: int, size: int) -> Iterator[tuple[Kind, int, int]]:
     # content: where the file system happens to keep extents or holes must not change a byte.
     offset = 0
     while offset < size:
-        data = _next_data(fd, offset, size)
+        data = next_data(fd, offset, size)
         aligned = min(size, data // CHUNK * CHUNK)
         if aligned > offset:
             yield from emit(Kind.ZEROS, offset, aligned - offset)
@@ -83,15 +83,6 @@ def pieces(fd: int, size: int) -> Iterator[tuple[Kind, int, int]]:
         offset = end
     if pending:
         yield pending
-
-
-def _next_data(fd: int, offset: int, size: int) -> int:
-    try:
-        return os.lseek(fd, offset, os.SEEK_DATA)
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:  # only a hole is left
-            return size
-        raise
 
 
 def compress_file(src: Path, out: Path, out_format: OutFormat) -> None:
