@@ -21,7 +21,7 @@ from server.assets import Assets
 from server.builds import Builds
 from server.catalog import Catalog
 from server.cluster import AdoptedPort, SharedBuilds, SharedMetrics
-from server.fastpath import FastChannel
+from server.fastpath import FastSite
 from server.logs import text_observer
 from server.metrics import Metrics
 from server.pxe import IPXE_BINARIES, chain_scripts
@@ -85,9 +85,14 @@ def make_service(
         metrics=metrics,
         pxe_base_url=config.external_url,
     )
-    site = FactorySite(Router(routes(api), files.send_file), config.server, metrics)
+    router = Router(routes(api), files.send_file)
+    site: FactorySite
     if os.environ.get(FAST_PATH_SWITCH, "1") != "0":
-        site.protocol = FastChannel
+        site = FastSite(
+            router, config.server, metrics, lambda: (assets.generation(), catalog.stamp())
+        )
+    else:
+        site = FactorySite(router, config.server, metrics)
     if seat is not None:
         AdoptedPort(seat.listening_fd, site).setServiceParent(top)
         return top

@@ -63,6 +63,10 @@ class Assets:
         """The current generation: where the `public` symlink points now (or `public` itself)."""
         return Path(self._public_root())
 
+    def generation(self) -> str:
+        """Where the published tree is now: a switch to another generation changes it."""
+        return self._public_root()
+
     def _public_root(self) -> str:
         # Plain strings: this runs for every request of a published file.
         try:

@@ -22,9 +22,13 @@ class Catalog:
         self._stamp: tuple[int, int] | None = None
         self._lock: dict[str, Any] = {}
 
-    def _entries(self) -> dict[str, Any]:
+    def stamp(self) -> tuple[int, int]:
+        """The lock file's mtime and inode: what changes when it is written again."""
         st = os.stat(self._lock_path)
-        stamp = (st.st_mtime_ns, st.st_ino)
+        return st.st_mtime_ns, st.st_ino
+
+    def _entries(self) -> dict[str, Any]:
+        stamp = self.stamp()
         if stamp != self._stamp:
             self._lock, self._stamp = read_lock(self.config), stamp
         versions: dict[str, Any] = self._lock["versions"]

@@ -6,6 +6,8 @@ reading (GET or HEAD, HTTP/1.x, no body, no conditional or range headers, a plai
 answers from memory is answered here, by the same code the normal path runs (the Router's headers,
 `send_file`'s small-file answer, Twisted's response writing, the site's access log and metrics).
 Anything else, and everything after it on that connection, goes to the HTTP channel as received.
+An answer made here is kept (server.answers) and sent again, with its own Date and request ID,
+while the state and the file it was made from are unchanged.
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from imagefactory.config import ServerSettings
+from server.answers import Kept, KeptAnswers, Key, head_template, key_of
 from server.files import send_from_memory
+from server.metrics import Metrics
 from server.web import (
     FactoryChannel,
     FactoryRequest,
+    FactorySite,
+    FileIdentity,
     FileResponse,
+    HttpDate,
     Response,
     Router,
+    client_request_id,
     new_request_id,
 )
 
@@ -134,6 +143,8 @@ class FastRequest(FactoryRequest):
 class FastChannel(FactoryChannel):
     """The site's channel with the fast path in front of Twisted's request parsing."""
 
+    site: FastSite
+
     _fast = True  # still answering here; False once a request went to Twisted
     _closing = False
     _held = b""
@@ -180,6 +191,12 @@ class FastChannel(FactoryChannel):
         if parsed is None:
             return None
         method, path, version, headers = parsed
+        key = key_of(method, path, version, headers)
+        state = self.site.state() if key is not None else None
+        if key is not None and state is not None:
+            kept = self.site.kept.get(key, state)
+            if kept is not None and self._send_kept(kept, method, path, headers):
+                return kept.persistent
         router = self.site.resource
         assert isinstance(router, Router)
         try:
@@ -207,16 +224,64 @@ class FastChannel(FactoryChannel):
         transport, collected = self.transport, _Collected()
         self.transport = collected  # type: ignore[assignment]
         try:
+            source: FileIdentity | None
             if isinstance(answer, FileResponse):
-                if not send_from_memory(request, answer):
+                source = send_from_memory(request, answer)
+                if source is None:
                     return None
             else:
                 router.answer(answer, request)
+                source = answer.source
         finally:
             self.transport = transport
         self.request_complete()
-        self._send(b"".join(collected.parts))
+        data = b"".join(collected.parts)
+        if key is not None and state is not None and source is not None and request.code == 200:
+            self._keep(key, state, source, data, request, persistent=persistent)
+        self._send(data)
         return persistent
+
+    def _keep(
+        self,
+        key: Key,
+        state: Hashable,
+        source: FileIdentity,
+        data: bytes,
+        request: FastRequest,
+        *,
+        persistent: bool,
+    ) -> None:
+        date = request.responseHeaders.getRawHeaders(b"date", [b""])[0]
+        parts = head_template(data, date, request.request_id.encode())
+        if parts is not None:
+            kept = Kept(
+                state, source, *parts, request.route_name, request.code, request.sentLength,
+                persistent,
+            )  # fmt: skip
+            self.site.kept.put(key, kept)
+
+    def _send_kept(
+        self, kept: Kept, method: bytes, path: bytes, headers: dict[bytes, list[bytes]]
+    ) -> bool:
+        """Send a kept answer with this request's Date and ID, log and count it as the normal
+        path does; False (nothing sent) for an ID that must not go into a header as it is."""
+        started = time.monotonic()
+        request_id = client_request_id(headers.get(b"x-request-id")) or new_request_id()
+        if not request_id.isprintable():
+            return False
+        data = kept.bytes_for(HttpDate.now(), request_id.encode())
+        self.site.record(
+            kept.route,
+            method_bytes=method,
+            uri=path,
+            code=kept.status,
+            sent=kept.sent,
+            started=started,
+            request_id=request_id,
+        )
+        self.request_complete()
+        self._send(data)
+        return True
 
     def _send(self, data: bytes) -> None:
         """`data` sent at once when nothing is waiting before it: Twisted's write would wait for
@@ -250,3 +315,30 @@ class FastChannel(FactoryChannel):
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._held = b""
         super().connectionLost(reason)
+
+
+class FastSite(FactorySite):
+    """The site with the fast path: its channel, and the answers it keeps.
+
+    `state` gives what every answer depends on besides its own file (the published generation,
+    the lock); None from it, or an OSError, and no answer is kept or reused.
+    """
+
+    protocol = FastChannel
+
+    def __init__(
+        self,
+        root: Router,
+        settings: ServerSettings,
+        metrics: Metrics,
+        state: Callable[[], Hashable | None],
+    ) -> None:
+        super().__init__(root, settings, metrics)
+        self._state = state
+        self.kept = KeptAnswers()
+
+    def state(self) -> Hashable | None:
+        try:
+            return self._state()
+        except OSError:
+            return None

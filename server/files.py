@@ -19,7 +19,7 @@ from twisted.web import http
 from zope.interface import implementer
 
 from imagefactory.errors import NotFound
-from server.web import FactoryRequest, FileResponse, clock
+from server.web import FactoryRequest, FileIdentity, FileResponse, clock, file_identity
 
 CHUNK = 1024 * 1024
 SMALL_FILE = 64 * 1024  # files up to this size are held in memory (SmallFiles)
@@ -144,7 +144,7 @@ class _Sender:
 class _Small:
     """A small file held in memory with the identity of the open file its bytes came from."""
 
-    identity: tuple[int, int, int, int]  # device, inode, size, mtime
+    identity: FileIdentity
     data: bytes
     etag: str
     mtime: int
@@ -168,14 +168,14 @@ class SmallFiles:
             st = os.stat(path)
         except (OSError, ValueError):
             return None
-        return held if _identity(st) == held.identity else None
+        return held if file_identity(path, st) == held.identity else None
 
     def load(self, path: str, fd: int, st: os.stat_result) -> _Small | None:
         """The whole file read from `fd` (status `st`); None if it shrank while being read."""
         data = os.pread(fd, st.st_size, 0)
         if len(data) != st.st_size:
             return None
-        held = _Small(_identity(st), data, _etag(st), int(st.st_mtime))
+        held = _Small(file_identity(path, st), data, _etag(st), int(st.st_mtime))
         if self._held + len(data) > self.budget:
             self._files.clear()
             self._held = 0
@@ -183,10 +183,6 @@ class SmallFiles:
         self._held += len(data) - (len(previous.data) if previous else 0)
         self._files[path] = held
         return held
-
-
-def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 SMALL = SmallFiles()
@@ -207,7 +203,7 @@ def _open(path: str) -> tuple[int, os.stat_result]:
 
 def send_file(request: FactoryRequest, answer: FileResponse) -> None:
     """Answer with the file, or 304/416; a large body streams through a producer."""
-    if send_from_memory(request, answer):
+    if send_from_memory(request, answer) is not None:
         return
     path = os.fspath(answer.path)
     fd, st = _open(path)
@@ -231,14 +227,14 @@ def send_file(request: FactoryRequest, answer: FileResponse) -> None:
             os.close(fd)
 
 
-def send_from_memory(request: FactoryRequest, answer: FileResponse) -> bool:
-    """Answer from the bytes held in memory, if the file is held as it is now; else False and
-    nothing sent."""
+def send_from_memory(request: FactoryRequest, answer: FileResponse) -> FileIdentity | None:
+    """Answer from the bytes held in memory, if the file is held as it is now, and give the
+    identity they were read under; else None and nothing sent."""
     small = SMALL.get(os.fspath(answer.path))
     if small is None:
-        return False
+        return None
     _answer(request, answer, small.etag, small.mtime, small.data)
-    return True
+    return small.identity
 
 
 def _answer(

@@ -12,18 +12,12 @@ from functools import lru_cache
 from imagefactory import tree
 from imagefactory.config import PxeTarget, ServerSettings
 from imagefactory.profile import parse_arch, parse_asset_path
+from server.web import FileIdentity, file_identity
 
 DEFAULT_SCRIPT = "boot.ipxe"
 # iPXE binaries from Debian's ipxe package that the TFTP server offers.
 IPXE_BINARIES = ("undionly.kpxe", "ipxe.efi", "snponly.efi")
 SCRIPT_CACHE = 10_000
-
-# Which file a script's command line was read from: path, device, inode, size, mtime.
-FileIdentity = tuple[str, int, int, int, int]
-
-
-def _identity(path: str, st: os.stat_result) -> FileIdentity:
-    return path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class ScriptCache:
@@ -44,14 +38,15 @@ class ScriptCache:
         *,
         secureboot: bool,
         cmdline_file: str,
-    ) -> bytes:
+    ) -> tuple[bytes, FileIdentity]:
+        """The script, and the identity of the cmdline file it was made from."""
         key = (schematic_id, version, f"{platform}-{arch}{'-secureboot' if secureboot else ''}")
         path = cmdline_file
         cached = self._scripts.get(key)
-        if cached is not None and cached[0] == _identity(path, os.stat(path)):
-            return cached[1]
+        if cached is not None and cached[0] == file_identity(path, os.stat(path)):
+            return cached[1], cached[0]
         with open(path, "rb") as handle:  # identity and bytes from the same open file
-            identity = _identity(path, os.fstat(handle.fileno()))
+            identity = file_identity(path, os.fstat(handle.fileno()))
             cmdline = handle.read().decode().strip()
         made = tree.pxe_script(
             self.base_url,
@@ -65,7 +60,7 @@ class ScriptCache:
         if len(self._scripts) >= SCRIPT_CACHE:
             self._scripts.clear()
         self._scripts[key] = (identity, made)
-        return made
+        return made, identity
 
 
 @lru_cache(maxsize=1024)

@@ -108,16 +108,15 @@ class Api:
         found = self.assets.locate(schematic_id, schematic, talos, asset)
 
         def script(cmdline_file: str) -> Response:
-            return Response(
-                self.pxe_scripts.script(
-                    schematic_id,
-                    talos.tag,
-                    platform,
-                    arch,
-                    secureboot=secureboot,
-                    cmdline_file=cmdline_file,
-                )
+            body, source = self.pxe_scripts.script(
+                schematic_id,
+                talos.tag,
+                platform,
+                arch,
+                secureboot=secureboot,
+                cmdline_file=cmdline_file,
             )
+            return Response(body, source=source)
 
         if isinstance(found, str):
             return script(found)

@@ -75,12 +75,22 @@ class MethodNotAllowed(FactoryError):
         self.allowed = allowed
 
 
+# A file as read: its path, device, inode, size and mtime; another file, or the same one
+# rewritten or renamed over, has another.
+FileIdentity = tuple[str, int, int, int, int]
+
+
+def file_identity(path: str, st: os.stat_result) -> FileIdentity:
+    return path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 @dataclass
 class Response:
     body: bytes = b""
     status: int = 200
     content_type: str = TEXT
     headers: dict[str, str] = field(default_factory=dict)
+    source: FileIdentity | None = None  # the file the body was made from, when one was
 
 
 @dataclass
@@ -131,7 +141,7 @@ def route(name: str, methods: str, path: str, handler: Handler) -> Route:
     return Route(name, tuple(methods.split(",")), pattern, handler)
 
 
-class _HttpDate:
+class HttpDate:
     """The Date header's value, formatted once a second rather than once a request."""
 
     second = -1
@@ -178,6 +188,13 @@ def _split(raw: bytes) -> tuple[str, ...]:
 
 
 _split_memo = lru_cache(maxsize=1024)(_split)
+
+
+def client_request_id(given: Sequence[bytes] | None) -> str | None:
+    """The request ID a client sent, if it is one to use (short, ASCII)."""
+    if given and 0 < len(given[0]) <= 128 and given[0].isascii():
+        return given[0].decode()
+    return None
 
 
 class FactoryRequest(server.Request):
@@ -248,14 +265,14 @@ class FactoryRequest(server.Request):
 
     def adopt_request_id(self) -> None:
         """The client's X-Request-Id, when it sent a usable one."""
-        given = self.requestHeaders.getRawHeaders(b"x-request-id")
-        if given and 0 < len(given[0]) <= 128 and given[0].isascii():
-            self.request_id = given[0].decode()
+        given = client_request_id(self.requestHeaders.getRawHeaders(b"x-request-id"))
+        if given is not None:
+            self.request_id = given
 
     def stamp(self) -> None:
         """The headers every answer starts with."""
         self.setHeader(b"server", SERVER_HEADER)
-        self.setHeader(b"date", _HttpDate.now())
+        self.setHeader(b"date", HttpDate.now())
 
     def process(self) -> None:
         """The site's one resource rendered directly: the Router routes on `path` itself."""
@@ -367,18 +384,38 @@ class FactorySite(server.Site):
         assert isinstance(request, FactoryRequest)
         if request.refused:
             return
-        ms = (time.monotonic() - request.started) * 1000
-        method = request.method.decode("ascii", "replace")
-        path = request.uri.decode("ascii", "replace")[:300]
-        status = str(request.code)
-        keys = self._series.get((request.route_name, method, status))
-        if keys is None:
-            keys = self._series_keys(request.route_name, method, status)
-        self.metrics.add_series("imagefactory_http_requests_total", keys[0])
-        self.metrics.add_series(
-            "imagefactory_http_response_bytes_total", keys[1], request.sentLength
+        self.record(
+            request.route_name,
+            method_bytes=request.method,
+            uri=request.uri,
+            code=request.code,
+            sent=request.sentLength,
+            started=request.started,
+            request_id=request.request_id,
         )
-        line = f"{method} {path} {status} {request.sentLength} {ms:.1f}ms {request.request_id}"
+
+    def record(
+        self,
+        route: str,
+        *,
+        method_bytes: bytes,
+        uri: bytes,
+        code: int,
+        sent: int,
+        started: float,
+        request_id: str,
+    ) -> None:
+        """A request's access line and its counts in the metrics."""
+        ms = (time.monotonic() - started) * 1000
+        method = method_bytes.decode("ascii", "replace")
+        path = uri.decode("ascii", "replace")[:300]
+        status = str(code)
+        keys = self._series.get((route, method, status))
+        if keys is None:
+            keys = self._series_keys(route, method, status)
+        self.metrics.add_series("imagefactory_http_requests_total", keys[0])
+        self.metrics.add_series("imagefactory_http_response_bytes_total", keys[1], sent)
+        line = f"{method} {path} {status} {sent} {ms:.1f}ms {request_id}"
         if not line.isprintable():  # one line per request, whatever the client sent
             line = line.encode("unicode_escape").decode("ascii")
         self.access.add(line)

@@ -9,6 +9,7 @@ import re
 import socket
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,44 @@ def test_access_lines_and_metrics(pair: list[Served]) -> None:
 )
 def test_simple_heads(head: bytes, simple: bool) -> None:
     assert (parse_head(head) is not None) == simple
+
+
+def test_kept_answers_keep_to_their_headers(pair: list[Served]) -> None:
+    """An answer kept for one request is not sent for another whose headers change it: Origin
+    (CORS headers), the HTTP version and Connection (persistence), HEAD for GET."""
+    for path in (PXE, "/versions", f"/image/{VANILLA}/v1.11.5/cmdline-metal-amd64"):
+        # Built (on demand) and read into memory first: from then on the fast path answers.
+        both(pair, request("GET", path, "HTTP/1.1", "Connection: close"), ["GET"])
+        sequence = [
+            ("GET", ()),
+            ("GET", ("Origin: https://example.test",)),
+            ("HEAD", ()),
+            ("GET", ("Connection: keep-alive",)),
+            ("GET", ("Connection: Keep-Alive", "Origin: https://example.test")),
+            ("GET", ("Connection: x-other",)),
+            ("GET", ()),
+        ]
+        data = b"".join(request(m, path, "HTTP/1.1", *h) for m, h in sequence)
+        both(pair, data + request("GET", path, "HTTP/1.1", "Connection: close"), [
+            *(m for m, _ in sequence),
+            "GET",
+        ])  # fmt: skip
+        for version, closing in (("HTTP/1.0", ()), ("HTTP/1.0", ("Connection: keep-alive",))):
+            for _ in range(2):
+                both(pair, request("GET", path, version, *closing, "Connection: close"), ["GET"])
+
+
+def test_kept_answers_carry_their_own_ids_and_dates(pair: list[Served]) -> None:
+    fast = pair[0]
+    given = "a%sb%(id)s%%c"  # %-formatting in the client's ID must come back as sent
+    data = request("GET", PXE) * 3 + request("GET", PXE, "HTTP/1.1", f"X-Request-Id: {given}") * 2
+    raw = raw_request(fast, data + request("GET", PXE, "HTTP/1.1", "Connection: close"))
+    ids = re.findall(rb"(?m)^X-Request-Id: (.*)\r$", raw)
+    dates = re.findall(rb"(?m)^Date: (.*)\r$", raw)
+    assert len(ids) == len(dates) == 6
+    generated = [ids[i] for i in (0, 1, 2, 5)]
+    assert len(set(generated)) == 4
+    assert all(re.fullmatch(rb"[0-9a-f]{32}", i) for i in generated)
+    assert ids[3] == ids[4] == given.encode()
+    for date in dates:
+        assert abs(parsedate_to_datetime(date.decode()).timestamp() - time.time()) < 60

@@ -343,3 +343,29 @@ def test_small_published_file_follows_a_rebuild(served: Served) -> None:
     finally:
         public.unlink()
     assert served.get("/versions").content == b'["v1.7.7","v1.11.5"]\n'
+
+
+def test_answers_follow_the_lock(served: Served) -> None:
+    """A version taken out of the lock is 404 at once, however often it was answered before."""
+    assert post_schematic(served, "customization: {}\n") == VANILLA
+    lock_path = served.config.parent / "sources.lock.json"
+    original = lock_path.read_bytes()
+    urls = [
+        f"/pxe/{VANILLA}/v1.11.5/metal-amd64",
+        f"/image/{VANILLA}/v1.11.5/cmdline-metal-amd64",
+    ]
+    for url in urls * 3:
+        assert served.get(url).status_code == 200
+    lock = json.loads(original)
+    del lock["versions"]["v1.11.5"]
+    smaller = lock_path.with_name("lock.new")
+    smaller.write_text(json.dumps(lock))
+    os.replace(smaller, lock_path)
+    try:
+        for url in urls:
+            got = served.get(url)
+            assert (got.status_code, got.text) == (404, "version 1.11.5 is not available\n")
+    finally:
+        lock_path.write_bytes(original)
+    for url in urls:
+        assert served.get(url).status_code == 200
