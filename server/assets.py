@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Coroutine
+from collections.abc import Generator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,9 @@ class Assets:
             return None
         return path if stat.S_ISREG(st.st_mode) else None
 
-    def image(
-        self, schematic_id: str, version_text: str, name: str
-    ) -> str | Coroutine[Any, Any, str]:
+    def image(self, schematic_id: str, version_text: str, name: str) -> str | Pending:
         """The file for /image/<id>/<version>/<name> (an asset or one of its sidecars): at once
-        when published or built already, else a coroutine that builds it first."""
+        when published or built already, else the build to wait for."""
         found = self.schematics.find(schematic_id)
         version = parse_version(version_text)
         self.catalog.check(version)
@@ -102,7 +101,7 @@ class Assets:
 
     def locate(
         self, schematic_id: str, found: tuple[Schematic, Path], version: TalosVersion, name: str
-    ) -> str | Coroutine[Any, Any, str]:
+    ) -> str | Pending:
         """`image` for a schematic found and a version checked already."""
         schematic, schematic_file = found
         sidecar = next((s for s in tree.SIDECAR_SUFFIXES if name.endswith(s)), "")
@@ -124,11 +123,25 @@ class Assets:
             "--dest", str(dest_dir),
         )  # fmt: skip
         key = ("asset", schematic_id, version.tag, canonical)
-        return self._build(Job(key, canonical, argv, dest_dir / canonical), built, name)
+        return Pending(self.builds, Job(key, canonical, argv, dest_dir / canonical), built, name)
 
-    async def _build(self, job: Job, built: Path, name: str) -> str:
-        await self.builds.build(job)
-        return _signed(built, name)
+
+@dataclass(frozen=True)
+class Pending:
+    """An on-demand build of a file, started when awaited: a caller that looks and does not wait
+    (the fast path) starts nothing."""
+
+    builds: Builds
+    job: Job
+    built: Path
+    name: str
+
+    def __await__(self) -> Generator[Any, None, str]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> str:
+        await self.builds.build(self.job)
+        return _signed(self.built, self.name)
 
 
 def _signed(built: Path, name: str) -> str:

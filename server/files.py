@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from functools import lru_cache
 
-from twisted.internet.interfaces import IDelayedCall, IPullProducer
+from twisted.internet import tcp
+from twisted.internet.interfaces import IDelayedCall, IPullProducer, IWriteDescriptor
+from twisted.python.failure import Failure
 from twisted.web import http
 from zope.interface import implementer
 
@@ -22,6 +24,7 @@ from imagefactory.errors import NotFound
 from server.web import FactoryRequest, FileIdentity, FileResponse, clock, file_identity
 
 CHUNK = 1024 * 1024
+SEND_AT_ONCE = 16 * 1024 * 1024  # sendfile(2) per wake-up at most: other connections get turns
 SMALL_FILE = 64 * 1024  # files up to this size are held in memory (SmallFiles)
 SMALL_BUDGET = 32 * 1024 * 1024  # bytes of small files held at most
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -81,9 +84,9 @@ def _byte_range(request: FactoryRequest, size: int, etag: str) -> tuple[int, int
     return first, min(last, size - 1)
 
 
-@implementer(IPullProducer)
-class _Sender:
-    """Writes [offset, offset+length) of a file as the transport asks for more."""
+class _Body:
+    """[offset, offset+length) of an open file as a response body; a client that takes none of it
+    for `stalled` seconds is cut off, and one that goes away ends it."""
 
     def __init__(
         self, request: FactoryRequest, fd: int, offset: int, length: int, stalled: float
@@ -97,8 +100,34 @@ class _Sender:
 
     def start(self) -> None:
         assert self.request is not None
-        self.request.registerProducer(self, False)
         self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+
+    def stopProducing(self) -> None:
+        if self.watchdog.active():
+            self.watchdog.cancel()
+        self.request = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def _stall(self) -> None:
+        request = self.request
+        if request is not None:
+            channel = request.channel
+            assert isinstance(channel, http.HTTPChannel)
+            channel.forceAbortClient()
+        self.stopProducing()
+
+
+@implementer(IPullProducer)
+class _Sender(_Body):
+    """The body read into memory a chunk at a time as the transport asks for more (a transport
+    that is not a plain socket: TLS)."""
+
+    def start(self) -> None:
+        assert self.request is not None
+        self.request.registerProducer(self, False)
+        super().start()
 
     def resumeProducing(self) -> None:
         request = self.request
@@ -123,21 +152,89 @@ class _Sender:
         else:
             request.write(data)
 
-    def stopProducing(self) -> None:
-        if self.watchdog.active():
-            self.watchdog.cancel()
-        self.request = None
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
-    def _stall(self) -> None:
-        request = self.request
-        if request is not None:
-            channel = request.channel
-            assert isinstance(channel, http.HTTPChannel)
-            channel.forceAbortClient()
+@implementer(IWriteDescriptor)
+class _SocketSender(_Body):
+    """The body handed to the kernel with sendfile(2) whenever the socket can take more: no copy
+    through this process. The reactor watches a duplicate of the connection's descriptor, so the
+    transport's own registration (reading, its buffer) is left alone."""
+
+    def __init__(
+        self,
+        request: FactoryRequest,
+        fd: int,
+        offset: int,
+        length: int,
+        stalled: float,
+        *,
+        transport: tcp.Connection,
+    ) -> None:
+        super().__init__(request, fd, offset, length, stalled)
+        self.transport = transport
+        self.sock: int | None = None
+
+    def start(self) -> None:
+        assert self.request is not None
+        self.request.write(b"")  # the head, into the transport's buffer: it goes first
+        super().start()
+        if self.request is None:  # gone already
+            return
+        self.sock = os.dup(self.transport.fileno())
+        clock.addWriter(self)
+
+    def fileno(self) -> int:
+        return -1 if self.sock is None else self.sock
+
+    def logPrefix(self) -> str:
+        return "sendfile"
+
+    def doWrite(self) -> None:
+        request, transport = self.request, self.transport
+        if request is None or self.sock is None or self.fd is None:
+            return
+        # Twisted's buffer (the head, an earlier answer) must be on the wire before the body.
+        if len(transport.dataBuffer) > transport.offset or transport._tempDataLen:
+            return
+        try:
+            sent = os.sendfile(self.sock, self.fd, self.offset, min(self.remaining, SEND_AT_ONCE))
+        except BlockingIOError:
+            return
+        except OSError:  # the client went away: the transport finds out and says so
+            self.stopProducing()
+            transport.abortConnection()
+            return
+        if sent == 0:
+            # The file shrank under us; end the connection rather than send a short body.
+            self.stopProducing()
+            request.loseConnection()
+            return
+        self.watchdog.reset(self.stalled)
+        self.offset += sent
+        self.remaining -= sent
+        request.sentLength += sent
+        if self.remaining == 0:
+            self.stopProducing()
+            request.finish()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The reactor gave up on the descriptor (it is shutting down)."""
         self.stopProducing()
+
+    def stopProducing(self) -> None:
+        if self.sock is not None:
+            clock.removeWriter(self)
+            os.close(self.sock)
+            self.sock = None
+        super().stopProducing()
+
+
+def _body(request: FactoryRequest, fd: int, first: int, length: int) -> _Body:
+    """The sender for this connection: sendfile on a plain socket, else reads through memory."""
+    stalled = request.site.settings.stalled_timeout
+    transport = request.channel.transport
+    if isinstance(transport, tcp.Connection) and not transport.TLS:
+        return _SocketSender(request, fd, first, length, stalled, transport=transport)
+    return _Sender(request, fd, first, length, stalled)
 
 
 @dataclass(frozen=True)
@@ -219,7 +316,7 @@ def send_file(request: FactoryRequest, answer: FileResponse) -> None:
         wanted = _answer(request, answer, _etag(st), int(st.st_mtime), st.st_size)
         if wanted is not None:
             first, length = wanted
-            sender = _Sender(request, fd, first, length, request.site.settings.stalled_timeout)
+            sender = _body(request, fd, first, length)
             handed = True
             sender.start()
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 from imagefactory import tree
 from imagefactory.errors import FactoryError, InvalidInput, NotFound
 from imagefactory.signing.keys import load_private_key, public_key_pem
-from server.assets import Assets, parse_version
+from server.assets import Assets, Pending, parse_version
 from server.catalog import Catalog
 from server.metrics import Metrics
 from server.pxe import ScriptCache, split_platform_arch
@@ -93,9 +93,7 @@ class Api:
             return FileResponse(found, tree.content_type(asset), download_name=name)
         return self._image_built(found, asset, name)
 
-    async def _image_built(
-        self, building: Coroutine[Any, Any, str], asset: str, name: str
-    ) -> FileResponse:
+    async def _image_built(self, building: Pending, asset: str, name: str) -> FileResponse:
         return FileResponse(await building, tree.content_type(asset), download_name=name)
 
     def pxe(
@@ -176,7 +174,7 @@ class Api:
         return self.registry.resolve(path)
 
 
-async def _then(building: Coroutine[Any, Any, str], answer: Callable[[str], Response]) -> Response:
+async def _then(building: Pending, answer: Callable[[str], Response]) -> Response:
     """The answer made from a file once its on-demand build has finished."""
     return answer(await building)
 

@@ -254,6 +254,16 @@ class FactoryRequest(server.Request):
         )
         log.info("- - {status} refused: {message}", status=status, message=message)
 
+    def connectionLost(self, reason: Failure) -> None:
+        """A client gone before its answer was finished still gets its access line: the status
+        and bytes sent so far, or 499 (nginx's "client closed request") before any."""
+        site = getattr(self, "site", None)  # set when the request was routed
+        super().connectionLost(reason)
+        if isinstance(site, FactorySite) and not self.finished and not self.refused:
+            if not self.startedWriting:
+                self.setResponseCode(499)
+            site.log(self)
+
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         channel = self.channel
         assert isinstance(channel, FactoryChannel)

@@ -88,8 +88,10 @@ def start_server(
     http_port: int | None = None,
     config: dict[str, Any] | None = None,
     args: tuple[str, ...] = (),
+    tls: tuple[Path, Path] | None = None,
     **server: Any,
 ) -> Served:
+    """A server on 127.0.0.1 (over TLS with `tls`, a key and its certificate for localhost)."""
     port, tftp = http_port or free_port(), free_port(socket.SOCK_DGRAM)
     settings = {
         "limits": {"requestSeconds": 3, "connections": 64, "stalledSeconds": 5},
@@ -97,12 +99,16 @@ def start_server(
         **server,
     }
     config_path = private_config(sample_release, where, server=settings, **(config or {}))
-    url = f"http://127.0.0.1:{port}"
+    url, endpoint = f"http://127.0.0.1:{port}", f"tcp:{port}:interface=127.0.0.1"
+    verify: str | bool = True
+    if tls is not None:
+        url, verify = f"https://localhost:{port}", str(tls[1])
+        endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={tls[0]}:certKey={tls[1]}"
     log = where / "server.log"
     argv = [
         sys.executable, "-m", "imagefactory", "serve",
         "--config", str(config_path),
-        "--http", f"tcp:{port}:interface=127.0.0.1",
+        "--http", endpoint,
         "--tftp", str(tftp),
         "--external-url", external_url or url,
         *args,
@@ -113,7 +119,7 @@ def start_server(
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+            if requests.get(url + "/healthz", timeout=1, verify=verify).status_code == 200:
                 return served
         except requests.RequestException:  # not listening yet, or its workers not started yet
             pass
