@@ -3,7 +3,8 @@
 A kept answer is sent again while what made it is the same: the site's state (the published
 generation and the lock) and the file its body was made from (the same path, device, inode, size
 and mtime as when it was read). Only requests whose headers cannot change the answer but for its
-ID share one: no Origin (CORS headers), and Connection as given (persistence).
+ID share one: no Origin (CORS headers), and the same persistence (Connection: close, as Twisted
+reads it).
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from dataclasses import dataclass
 
 from server.web import FileIdentity, file_identity
 
-BUDGET = 32 * 1024 * 1024  # bytes of kept answers at most
-# Connection values a kept answer may be keyed by: what clients send; anything else is answered
-# afresh, so a client cannot fill the memory with variants.
-_CONNECTION = frozenset({b"keep-alive", b"Keep-Alive", b"close", b"Close"})
+BUDGET = 32 * 1024 * 1024  # bytes of kept answers at most, their keys and bookkeeping included
+MAX_KEPT = 4096  # answers at most (paths are the client's: spellings of one file are many)
+ENTRY_OVERHEAD = 512  # bytes an entry holds besides its head, body, path and source path
 _DATE = b"%(date)s"
 _ID = b"%(id)s"
 
-Key = tuple[bytes, bytes, bytes, tuple[bytes, ...]]
+Key = tuple[bytes, bytes, bytes, bool]
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,10 @@ def key_of(
     """What a kept answer is found by, or None when the request's headers could change it."""
     if b"origin" in headers:
         return None
-    connection = tuple(headers.get(b"connection", ()))
-    if not _CONNECTION.issuperset(connection):
-        return None
-    return method, path, version, connection
+    connection = headers.get(b"connection")
+    # As HTTPChannel.checkPersistence reads it: the first Connection line's tokens.
+    tokens = connection[0].lower().split(b" ") if connection else []
+    return method, path, version, b"close" in tokens
 
 
 def head_template(response: bytes, date: bytes, request_id: bytes) -> tuple[bytes, bytes] | None:
@@ -88,15 +88,21 @@ class KeptAnswers:
         return kept if file_identity(path, st) == kept.source else None
 
     def put(self, key: Key, kept: Kept) -> None:
-        size = len(kept.head) + len(kept.body)
-        if self._held + size > self.budget:
-            self._kept.clear()
-            self._held = 0
         previous = self._kept.pop(key, None)
         if previous is not None:
-            self._held -= len(previous.head) + len(previous.body)
+            self._held -= _size(key, previous)
+        size = _size(key, kept)
+        if size > self.budget:
+            return
+        if self._held + size > self.budget or len(self._kept) >= MAX_KEPT:
+            self._kept.clear()
+            self._held = 0
         self._held += size
         self._kept[key] = kept
 
     def __len__(self) -> int:
         return len(self._kept)
+
+
+def _size(key: Key, kept: Kept) -> int:
+    return len(key[1]) + len(kept.source[0]) + len(kept.head) + len(kept.body) + ENTRY_OVERHEAD

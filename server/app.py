@@ -6,6 +6,7 @@ import dataclasses
 import gc
 import os
 import sys
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,9 +89,7 @@ def make_service(
     router = Router(routes(api), files.send_file)
     site: FactorySite
     if os.environ.get(FAST_PATH_SWITCH, "1") != "0":
-        site = FastSite(
-            router, config.server, metrics, lambda: (assets.generation(), catalog.stamp())
-        )
+        site = FastSite(router, config.server, metrics, lambda: answer_state(assets, catalog))
     else:
         site = FactorySite(router, config.server, metrics)
     if seat is not None:
@@ -104,6 +103,13 @@ def make_service(
     if tftp is not None:
         tftp.setServiceParent(top)
     return top
+
+
+def answer_state(assets: Assets, catalog: Catalog) -> Hashable | None:
+    """What every answer depends on besides its own file: the published generation and the lock
+    (None: no answer is kept, `public` being a plain directory)."""
+    generation = assets.generation()
+    return None if generation is None else (generation, catalog.stamp())
 
 
 def tftp_service(config: Config, metrics: Metrics) -> service.Service | None:

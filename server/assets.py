@@ -64,9 +64,15 @@ class Assets:
         """The current generation: where the `public` symlink points now (or `public` itself)."""
         return Path(self._public_root())
 
-    def generation(self) -> str:
-        """Where the published tree is now: a switch to another generation changes it."""
-        return self._public_root()
+    def generation(self) -> str | None:
+        """Which generation is published now ("" for none): a switch changes it. None when
+        `public` is a plain directory, where files may appear at any time unseen."""
+        try:
+            return os.readlink(self._public)
+        except FileNotFoundError:
+            return ""
+        except OSError:
+            return None
 
     def _public_root(self) -> str:
         # Plain strings: this runs for every request of a published file.

@@ -279,6 +279,7 @@ class FastChannel(FactoryChannel):
             started=started,
             request_id=request_id,
         )
+        self.site.metrics.add_series("imagefactory_http_kept_answers_total", ())
         self.request_complete()
         self._send(data)
         return True

@@ -7,6 +7,7 @@ answer; a client that stops reading for `stalled` seconds is disconnected.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -16,6 +17,7 @@ from functools import lru_cache
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IPullProducer, IWriteDescriptor
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http
 from zope.interface import implementer
@@ -25,6 +27,8 @@ from server.web import FactoryRequest, FileIdentity, FileResponse, clock, file_i
 
 CHUNK = 1024 * 1024
 SEND_AT_ONCE = 16 * 1024 * 1024  # sendfile(2) per wake-up at most: other connections get turns
+CLIENT_GONE = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ETIMEDOUT})
+log = Logger()
 SMALL_FILE = 64 * 1024  # files up to this size are held in memory (SmallFiles)
 SMALL_BUDGET = 32 * 1024 * 1024  # bytes of small files held at most
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -199,7 +203,10 @@ class _SocketSender(_Body):
             sent = os.sendfile(self.sock, self.fd, self.offset, min(self.remaining, SEND_AT_ONCE))
         except BlockingIOError:
             return
-        except OSError:  # the client went away: the transport finds out and says so
+        except OSError as exc:
+            if exc.errno not in CLIENT_GONE:
+                log.error("sendfile of {uri} failed: {error}", uri=request.uri, error=exc)
+            # Gone, or not to be sent this way: the transport ends the request.
             self.stopProducing()
             transport.abortConnection()
             return
@@ -217,8 +224,12 @@ class _SocketSender(_Body):
             request.finish()
 
     def connectionLost(self, reason: Failure) -> None:
-        """The reactor gave up on the descriptor (it is shutting down)."""
+        """The reactor gave up on the descriptor (shutting down, or doWrite raised): the request
+        cannot be finished, so its connection ends too."""
+        unfinished = self.request is not None
         self.stopProducing()
+        if unfinished:
+            self.transport.abortConnection()
 
     def stopProducing(self) -> None:
         if self.sock is not None:

@@ -13,6 +13,7 @@ Snapshot = dict[str, dict[Labels, float]]
 METRICS = {
     "imagefactory_http_requests_total": ("counter", "HTTP requests by route, method and status"),
     "imagefactory_http_response_bytes_total": ("counter", "HTTP body bytes sent by route"),
+    "imagefactory_http_kept_answers_total": ("counter", "answers the fast path sent again as kept"),
     "imagefactory_http_connections": ("gauge", "open HTTP connections"),
     "imagefactory_http_connections_refused_total": ("counter", "connections over the cap"),
     "imagefactory_builds_started_total": ("counter", "on-demand builds started"),

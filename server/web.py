@@ -380,6 +380,12 @@ class FactorySite(server.Site):
             self._series[(route, method, status)] = keys
         return keys
 
+    def startFactory(self) -> None:
+        super().startFactory()
+        # Connections dropped while the reactor shuts down log after the factory stopped, and no
+        # reactor turn is left to write them out.
+        clock.addSystemEventTrigger("after", "shutdown", self.access.flush)
+
     def stopFactory(self) -> None:
         self.access.flush()
         super().stopFactory()

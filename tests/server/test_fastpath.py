@@ -316,3 +316,22 @@ def test_kept_answers_carry_their_own_ids_and_dates(pair: list[Served]) -> None:
     assert ids[3] == ids[4] == given.encode()
     for date in dates:
         assert abs(parsedate_to_datetime(date.decode()).timestamp() - time.time()) < 60
+
+
+def test_repeated_requests_are_sent_from_kept_answers(pair: list[Served]) -> None:
+    fast = pair[0]
+    kept = "imagefactory_http_kept_answers_total"
+    for path in (PXE, f"/image/{VANILLA}/v1.11.5/cmdline-metal-amd64"):
+        closing = request("GET", path, "HTTP/1.1", "Connection: close")
+        # Made and kept: keep-alive and closing are two answers (Connection: close in the latter).
+        raw_request(fast, request("GET", path) + closing)
+        before = fast.metric(kept)
+        for _ in range(3):
+            raw_request(fast, closing)
+        assert fast.metric(kept) == before + 3
+        raw_request(fast, request("GET", path) * 3 + closing)
+        assert fast.metric(kept) == before + 7
+        with_origin = request("GET", path, "HTTP/1.1", "Origin: https://a.test", "Connection: close")
+        raw_request(fast, with_origin)
+        raw_request(fast, with_origin)
+        assert fast.metric(kept) == before + 7

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from email.utils import formatdate
@@ -369,3 +370,23 @@ def test_answers_follow_the_lock(served: Served) -> None:
         lock_path.write_bytes(original)
     for url in urls:
         assert served.get(url).status_code == 200
+
+
+def test_a_plain_public_directory_is_read_afresh(served: Served) -> None:
+    """Without a generation symlink a file may appear in `public` unseen by any stamp: answers
+    are made afresh, and the published file wins as soon as it is there."""
+    assert post_schematic(served, "customization: {}\n") == VANILLA
+    url = f"/image/{VANILLA}/v1.7.7/cmdline-aws-amd64"
+    built = served.get(url)
+    assert built.status_code == 200
+    assert served.get(url).content == built.content  # answered again from what was kept
+    public = served.config.parent / "public"
+    path = public / tree.image_path(VANILLA, "v1.7.7", "cmdline-aws-amd64")
+    path.parent.mkdir(parents=True)
+    try:
+        assert served.get(url).content == built.content
+        path.write_bytes(b"published in a plain directory\n")
+        assert served.get(url).content == b"published in a plain directory\n"
+    finally:
+        shutil.rmtree(public)
+    assert served.get(url).content == built.content

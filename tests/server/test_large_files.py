@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from serving import Served, curl, post_schematic
+from serving import Served, curl, post_schematic, stop_server
 
 ASSET = "metal-amd64.iso"
 
@@ -154,3 +154,21 @@ def test_https_endpoint_streams_through_memory(
     assert curl("--fail", *trust, "-r", "100-65635", url).stdout == built[100:65636]
     assert curl("--fail", *trust, "-r", "-70000", url).stdout == built[-70000:]
     assert curl("--fail", *trust, tls.url.replace("https", "http", 1), check=False).returncode
+
+
+def test_a_download_cut_by_shutdown_is_logged(server_factory: Callable[..., Served]) -> None:
+    """SIGTERM mid-body: the connection is dropped, and its access line is written before exit."""
+    served = server_factory()
+    url = iso_url(served)
+    whole = served.get(url).content
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        sock.connect((host, int(port)))
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\nX-Request-Id: cut-by-stop\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        log = stop_server(served)
+    lines = [line.split() for line in log.splitlines() if line.endswith(" cut-by-stop")]
+    assert len(lines) == 1, log[-3000:]
+    assert lines[0][2:5] == ["GET", url, "200"]
+    assert 0 < int(lines[0][5]) < len(whole)
