@@ -331,7 +331,9 @@ def test_repeated_requests_are_sent_from_kept_answers(pair: list[Served]) -> Non
         assert fast.metric(kept) == before + 3
         raw_request(fast, request("GET", path) * 3 + closing)
         assert fast.metric(kept) == before + 7
-        with_origin = request("GET", path, "HTTP/1.1", "Origin: https://a.test", "Connection: close")
+        with_origin = request(
+            "GET", path, "HTTP/1.1", "Origin: https://a.test", "Connection: close"
+        )
         raw_request(fast, with_origin)
         raw_request(fast, with_origin)
         assert fast.metric(kept) == before + 7
