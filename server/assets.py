@@ -76,9 +76,8 @@ class Assets:
 
     def _public_root(self) -> str:
         # Plain strings: this runs for every request of a published file.
-        try:
-            target = os.readlink(self._public)
-        except OSError:  # not a symlink (a plain tree), or nothing published
+        target = self.generation()
+        if not target:  # a plain tree, or nothing published
             return self._public
         return target if target.startswith("/") else f"{self._public_parent}/{target}"
 

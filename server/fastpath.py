@@ -36,6 +36,7 @@ from server.web import (
     Router,
     client_request_id,
     new_request_id,
+    unsent,
 )
 
 MAX_HEAD = 8192  # longer heads go to Twisted, which has its own limits and answers
@@ -195,7 +196,8 @@ class FastChannel(FactoryChannel):
         state = self.site.state() if key is not None else None
         if key is not None and state is not None:
             kept = self.site.kept.get(key, state)
-            if kept is not None and self._send_kept(kept, method, path, headers):
+            if kept is not None:
+                self._send_kept(kept, method, path, headers)
                 return kept.persistent
         router = self.site.resource
         assert isinstance(router, Router)
@@ -262,13 +264,11 @@ class FastChannel(FactoryChannel):
 
     def _send_kept(
         self, kept: Kept, method: bytes, path: bytes, headers: dict[bytes, list[bytes]]
-    ) -> bool:
-        """Send a kept answer with this request's Date and ID, log and count it as the normal
-        path does; False (nothing sent) for an ID that must not go into a header as it is."""
+    ) -> None:
+        """Send a kept answer with this request's Date and ID (the head's parsing let no CR or LF
+        into it), log and count it as the normal path does."""
         started = time.monotonic()
         request_id = client_request_id(headers.get(b"x-request-id")) or new_request_id()
-        if not request_id.isprintable():
-            return False
         data = kept.bytes_for(HttpDate.now(), request_id.encode())
         self.site.record(
             kept.route,
@@ -282,19 +282,13 @@ class FastChannel(FactoryChannel):
         self.site.metrics.add_series("imagefactory_http_kept_answers_total", ())
         self.request_complete()
         self._send(data)
-        return True
 
     def _send(self, data: bytes) -> None:
         """`data` sent at once when nothing is waiting before it: Twisted's write would wait for
         the next turn of the reactor, and ask the poller twice, to send it."""
         transport: Any = self.transport
         sock = getattr(transport, "socket", None)
-        idle = not (
-            getattr(transport, "dataBuffer", True)
-            or getattr(transport, "_tempDataBuffer", True)
-            or getattr(transport, "disconnecting", True)
-        )
-        if sock is not None and idle:
+        if sock is not None and not (unsent(transport) or transport.disconnecting):
             # Full, or gone: the transport finds out and says so.
             with contextlib.suppress(OSError):
                 data = data[sock.send(data) :]

@@ -23,7 +23,7 @@ from twisted.web import http
 from zope.interface import implementer
 
 from imagefactory.errors import NotFound
-from server.web import FactoryRequest, FileIdentity, FileResponse, clock, file_identity
+from server.web import FactoryRequest, FileIdentity, FileResponse, clock, file_identity, unsent
 
 CHUNK = 1024 * 1024
 SEND_AT_ONCE = 16 * 1024 * 1024  # sendfile(2) per wake-up at most: other connections get turns
@@ -197,7 +197,7 @@ class _SocketSender(_Body):
         if request is None or self.sock is None or self.fd is None:
             return
         # Twisted's buffer (the head, an earlier answer) must be on the wire before the body.
-        if len(transport.dataBuffer) > transport.offset or transport._tempDataLen:
+        if unsent(transport):
             return
         try:
             sent = os.sendfile(self.sock, self.fd, self.offset, min(self.remaining, SEND_AT_ONCE))
@@ -310,7 +310,7 @@ def _open(path: str) -> tuple[int, os.stat_result]:
 
 
 def send_file(request: FactoryRequest, answer: FileResponse) -> None:
-    """Answer with the file, or 304/416; a large body streams through a producer."""
+    """Answer with the file, or 304/416; a large body streams (sendfile, or reads over TLS)."""
     if send_from_memory(request, answer) is not None:
         return
     path = os.fspath(answer.path)

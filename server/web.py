@@ -40,6 +40,15 @@ def sleep(seconds: float) -> defer.Deferred[None]:
     return d
 
 
+def unsent(transport: Any) -> bool:
+    """Whether Twisted's buffer holds bytes not on the wire yet (True when the transport is not
+    one whose buffer can be read: TLS, or a test's stand-in)."""
+    buffered = getattr(transport, "dataBuffer", None)
+    if buffered is None:
+        return True
+    return len(buffered) > transport.offset or bool(transport._tempDataLen)
+
+
 SERVER_HEADER = f"Image Factory (imagefactory {__version__})".encode()
 TEXT = "text/plain; charset=utf-8"
 SERIES_MEMO = 1000

@@ -291,6 +291,8 @@ def test_kept_answers_keep_to_their_headers(pair: list[Served]) -> None:
             ("GET", ("Connection: Keep-Alive", "Origin: https://example.test")),
             ("GET", ("Connection: x-other",)),
             ("GET", ()),
+            ("GET", ("X-Request-Id: t-a\tb",)),  # a tab: legal in a header, sent back as is
+            ("GET", ("X-Request-Id: t-a\tb",)),
         ]
         data = b"".join(request(m, path, "HTTP/1.1", *h) for m, h in sequence)
         both(pair, data + request("GET", path, "HTTP/1.1", "Connection: close"), [
